@@ -1,0 +1,252 @@
+"""The prepared-dataset format: ``manifest.csv``, ``identities.csv``, ``prepare.json`` and ``images/``.
+
+Reading validates everything a training run relies on; writing stages into ``<out>.partial`` and renames it
+into place only when complete, so an interrupted prepare never leaves a dataset that looks complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import torch
+
+from facegraph.data.attributes import UNKNOWN, check_word
+from facegraph.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+FORMAT_NAME = "facegraph-prepared"
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.csv"
+IDENTITIES_FILE = "identities.csv"
+PREPARE_FILE = "prepare.json"
+IMAGES_DIR = "images"
+SPLIT_NAMES = ("train", "val", "test")
+MANIFEST_COLUMNS = ("path", "identity", "split", "source")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One person: a stable integer id (position in name order), the name and its attribute labels."""
+
+    id: int
+    name: str
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One prepared image: its path relative to the dataset root, identity id, split and where it came from."""
+
+    path: str
+    identity: int
+    split: str
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class PreparedDataset:
+    """A prepared dataset as read from disk (see docs/data.md for the format)."""
+
+    root: Path
+    image_size: int
+    identities: list[Identity]
+    samples: list[Sample]
+    features: dict[str, list[str]]
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    center_crop: float = 1.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_identities(self) -> int:
+        return len(self.identities)
+
+    @property
+    def splits(self) -> list[str]:
+        """Split names present, in train/val/test order."""
+        present = {sample.split for sample in self.samples}
+        return [name for name in SPLIT_NAMES if name in present]
+
+    def split_indices(self, split: str) -> list[int]:
+        """Indices into ``samples`` of the samples in ``split``."""
+        if split not in SPLIT_NAMES:
+            raise DataError(f"unknown split {split!r}; splits are {', '.join(SPLIT_NAMES)}")
+        return [index for index, sample in enumerate(self.samples) if sample.split == split]
+
+    def attribute_codes(self, feature: str) -> torch.Tensor:
+        """Per sample, the index of its identity's label in ``features[feature]``; -1 where unknown."""
+        if feature not in self.features:
+            available = ", ".join(self.features) or "none"
+            raise DataError(f"dataset {self.root} has no attribute feature {feature!r} (it has: {available})")
+        position = {word: code for code, word in enumerate(self.features[feature])}
+        per_identity = [position.get(identity.attributes.get(feature, UNKNOWN), -1) for identity in self.identities]
+        return torch.tensor([per_identity[sample.identity] for sample in self.samples], dtype=torch.long)
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            rows = [(line, row) for line, row in enumerate(reader, start=2) if row]
+    except OSError as error:
+        raise DataError(f"cannot read {path}: {error.strerror}") from None
+    except (csv.Error, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: malformed CSV ({error})") from None
+    return header, rows
+
+
+def _read_info(root: Path) -> dict[str, Any]:
+    info_path = root / PREPARE_FILE
+    if not info_path.is_file():
+        partial = root.with_name(root.name + ".partial")
+        hint = f" ({partial} is an interrupted prepare)" if partial.exists() else ""
+        raise DataError(f"{root} is not a prepared dataset: {PREPARE_FILE} is missing{hint}; run `facegraph prepare`")
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise DataError(f"{info_path}: cannot be read as JSON ({error})") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT_NAME:
+        raise DataError(f"{info_path}: not a {FORMAT_NAME} file")
+    if info.get("format_version") != FORMAT_VERSION:
+        raise DataError(f"{info_path}: format version {info.get('format_version')!r}, this facegraph reads {FORMAT_VERSION}")
+    for key in ("image_size", "features", "counts", "normalization"):
+        if key not in info:
+            raise DataError(f"{info_path}: key {key!r} is missing")
+    return info
+
+
+def _read_identities(root: Path, features: dict[str, list[str]]) -> list[Identity]:
+    path = root / IDENTITIES_FILE
+    header, rows = _read_csv(path)
+    expected = ["identity", "name", *features]
+    if header != expected:
+        raise DataError(f"{path}, line 1: header {','.join(header)!r}, expected {','.join(expected)!r}")
+    identities: list[Identity] = []
+    line_of_name: dict[str, int] = {}
+    for line, row in rows:
+        if len(row) != len(header):
+            raise DataError(f"{path}, line {line}: {len(row)} fields, expected {len(header)}")
+        if row[0] != str(len(identities)):
+            raise DataError(f"{path}, line {line}, column identity: value {row[0]!r}, expected {len(identities)} (ids are 0..n-1 in order)")
+        name = row[1]
+        if name in line_of_name:
+            raise DataError(f"{path}, line {line}, column name: duplicate identity name {name!r} (also on line {line_of_name[name]})")
+        line_of_name[name] = line
+        attributes = {feature: check_word(feature, word, features, f"{path}, line {line}") for feature, word in zip(features, row[2:])}
+        identities.append(Identity(len(identities), name, attributes))
+    return identities
+
+
+def _read_samples(root: Path, identity_count: int) -> list[Sample]:
+    path = root / MANIFEST_FILE
+    header, rows = _read_csv(path)
+    if tuple(header) != MANIFEST_COLUMNS:
+        raise DataError(f"{path}, line 1: header {','.join(header)!r}, expected {','.join(MANIFEST_COLUMNS)!r}")
+    samples: list[Sample] = []
+    missing: list[str] = []
+    for line, row in rows:
+        if len(row) != len(MANIFEST_COLUMNS):
+            raise DataError(f"{path}, line {line}: {len(row)} fields, expected {len(MANIFEST_COLUMNS)}")
+        image, identity_text, split, source = row
+        relative = PurePosixPath(image)
+        if relative.is_absolute() or ".." in relative.parts or not image:
+            raise DataError(f"{path}, line {line}, column path: {image!r} is not a path inside the dataset")
+        if not identity_text.isdigit() or int(identity_text) >= identity_count:
+            raise DataError(f"{path}, line {line}, column identity: {identity_text!r} is not an identity of {IDENTITIES_FILE}")
+        if split not in SPLIT_NAMES:
+            raise DataError(f"{path}, line {line}, column split: unknown split {split!r} (expected {', '.join(SPLIT_NAMES)})")
+        if not (root / image).is_file():
+            missing.append(f"line {line}: {image}")
+        samples.append(Sample(image, int(identity_text), split, source))
+    if missing:
+        shown = "; ".join(missing[:5]) + (f"; and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise DataError(f"{path}: {len(missing)} listed image(s) missing: {shown}")
+    return samples
+
+
+def load_prepared(root: str | Path) -> PreparedDataset:
+    """Read and validate a prepared dataset; DataError naming the file and line if it is not a complete one."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"prepared dataset {root} does not exist or is not a directory")
+    info = _read_info(root)
+    features = {name: list(words) for name, words in info["features"].items()}
+    identities = _read_identities(root, features)
+    samples = _read_samples(root, len(identities))
+    counts = info["counts"]
+    if counts.get("identities") != len(identities) or counts.get("images") != len(samples):
+        raise DataError(
+            f"{root}: {PREPARE_FILE} records {counts.get('identities')} identities / {counts.get('images')} images "
+            f"but the CSV files hold {len(identities)} / {len(samples)}; the dataset was altered or is incomplete"
+        )
+    normalization = info["normalization"]
+    return PreparedDataset(
+        root=root,
+        image_size=int(info["image_size"]),
+        identities=identities,
+        samples=samples,
+        features=features,
+        mean=tuple(normalization["mean"]),
+        std=tuple(normalization["std"]),
+        center_crop=float(info.get("parameters", {}).get("center_crop", 1.0)),
+        info=info,
+    )
+
+
+class StagedDataset:
+    """A prepared dataset being written into ``<out>.partial``; ``commit`` renames it to ``out``.
+
+    Use as a context manager: leaving the block without ``commit`` (an error, Ctrl-C) removes the staging folder.
+    """
+
+    def __init__(self, out: str | Path, *, overwrite: bool = False) -> None:
+        self.out = Path(out)
+        if self.out.exists() and not overwrite:
+            raise DataError(f"{self.out} already exists; choose another --out or pass --overwrite")
+        self.staging = self.out.with_name(self.out.name + ".partial")
+        self._committed = False
+
+    def __enter__(self) -> StagedDataset:
+        if self.staging.exists():
+            logger.info("removing %s left by an interrupted prepare", self.staging)
+            shutil.rmtree(self.staging)
+        (self.staging / IMAGES_DIR).mkdir(parents=True)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if not self._committed and self.staging.exists():
+            shutil.rmtree(self.staging, ignore_errors=True)
+
+    def commit(self, identities: list[Identity], samples: list[Sample], features: dict[str, list[str]], info: dict[str, Any]) -> Path:
+        """Write the CSV files and ``prepare.json`` (last), then move the dataset into place."""
+        with (self.staging / IDENTITIES_FILE).open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(["identity", "name", *features])
+            for identity in identities:
+                writer.writerow([identity.id, identity.name, *(identity.attributes.get(f, UNKNOWN) for f in features)])
+        with (self.staging / MANIFEST_FILE).open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(MANIFEST_COLUMNS)
+            for sample in samples:
+                writer.writerow([sample.path, sample.identity, sample.split, sample.source])
+        info = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **info, "features": features}
+        (self.staging / PREPARE_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        if self.out.exists():
+            # Swap rather than delete first, so that `out` is at every moment either the old or the new dataset.
+            previous = self.out.with_name(self.out.name + f".old-{os.getpid()}")
+            os.replace(self.out, previous)
+            os.replace(self.staging, self.out)
+            shutil.rmtree(previous, ignore_errors=True)
+        else:
+            os.replace(self.staging, self.out)
+        self._committed = True
+        return self.out

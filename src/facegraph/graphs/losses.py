@@ -1,0 +1,68 @@
+"""The training losses: target rate (eq. 2), the composite loss (eq. 3) and the IIG loss (eq. 4)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from facegraph.graphs.masks import FeatureMasks
+
+
+def target_rate_loss(gate_values: torch.Tensor, target_rates: torch.Tensor) -> torch.Tensor:
+    """Eq. 2: L_target = sum_l (zbar_l - t_l)^2, zbar_l the batch mean of gate l.
+
+    gate_values: (B, k) gate values of the k gated blocks; target_rates: (k,).
+    """
+    batch_rates = gate_values.mean(dim=0)
+    return (batch_rates - target_rates.to(batch_rates)).pow(2).sum()
+
+
+def iig_loss(gate_values: torch.Tensor, label_codes: torch.Tensor, masks: FeatureMasks) -> torch.Tensor:
+    """Eq. 4: L_IIG(F) = sum_i sum_j (1{G_j in M_{c_i}} - g_ij)^2 for one feature F.
+
+    Normalisation (the paper leaves it open): j runs over the feature's own gates (the union of its label masks, all
+    gates in the paper's single-feature model), and the sum over images is divided by the number of images whose
+    label is known, so the loss is the mean squared mask distance of eq. 5 and does not grow with the batch size.
+    Images with label code -1 (unknown) contribute nothing; a batch without any known label gives 0.
+    """
+    known = label_codes >= 0
+    feature_gates = gate_values[:, masks.feature_gates]
+    if not bool(known.any()):
+        return feature_gates.sum() * 0.0
+    wanted = masks.matrix().to(feature_gates)[label_codes[known]]
+    return (wanted - feature_gates[known]).pow(2).sum(dim=1).mean()
+
+
+class LossParts(NamedTuple):
+    total: torch.Tensor
+    cross_entropy: torch.Tensor
+    target: torch.Tensor
+    iig: torch.Tensor
+
+
+def training_loss(
+    logits: torch.Tensor,
+    identities: torch.Tensor,
+    gate_values: torch.Tensor,
+    target_rates: torch.Tensor,
+    *,
+    target_weight: float = 1.0,
+    iig_weight: float = 0.0,
+    iig_features: Sequence[tuple[FeatureMasks, torch.Tensor]] = (),
+) -> LossParts:
+    """Eq. 3 generalised: L = L_CE + target_weight * L_target + iig_weight * sum_F L_IIG(F).
+
+    The paper's ConvNet-AIG is target_weight=1, iig_weight=0; its ConvNet-IIG replaces the target loss
+    (target_weight=0, iig_weight>0); both together are allowed. `iig_features` pairs each feature's masks with the
+    per-image label codes of that feature.
+    """
+    cross_entropy = F.cross_entropy(logits, identities)
+    zero = cross_entropy.new_zeros(())
+    has_gates = gate_values.shape[1] > 0
+    target = target_rate_loss(gate_values, target_rates) if has_gates and target_weight else zero
+    iig = zero
+    if has_gates and iig_weight:
+        iig = torch.stack([iig_loss(gate_values, codes, masks) for masks, codes in iig_features]).sum() if iig_features else zero
+    return LossParts(cross_entropy + target_weight * target + iig_weight * iig, cross_entropy, target, iig)

@@ -1,0 +1,37 @@
+"""Models: ResNet backbones (resnet.py), gates (gates.py) and the gated network of eq. 1 (gated.py)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from facegraph.models.gated import GatedOutput, GatedResNet, gated_residual, skipping_residual
+from facegraph.models.gates import Gate, deterministic_gate, straight_through_gumbel
+from facegraph.models.precision import PRECISIONS, autocast
+from facegraph.models.resnet import ARCHS, ResNet, arch_spec
+
+__all__ = [
+    "ARCHS", "PRECISIONS", "Gate", "GatedOutput", "GatedResNet", "ResNet", "arch_spec", "autocast", "build_model",
+    "deterministic_gate", "gated_residual", "num_blocks", "skipping_residual", "straight_through_gumbel",
+]
+
+
+def num_blocks(arch: str) -> int:
+    """Residual blocks in `arch` (ResNet-101: 33), the length of its target-rate schedule."""
+    return sum(arch_spec(arch).blocks_per_stage)
+
+
+def build_model(
+    arch: str,
+    num_classes: int,
+    *,
+    width: float = 1.0,
+    target_rates: Sequence[float] | None = None,
+    gate_hidden: int = 16,
+    initial_open_rate: float = 0.85,
+    temperature: float = 1.0,
+) -> GatedResNet:
+    """The one model factory: a ResNet when `target_rates` is None (or all ones), else a ConvNet-AIG/IIG."""
+    return GatedResNet(
+        arch, num_classes, target_rates, width=width, gate_hidden=gate_hidden,
+        initial_open_rate=initial_open_rate, temperature=temperature,
+    )

@@ -1,0 +1,65 @@
+"""The gate of a ConvNet-AIG block: relevance score, then an on/off decision.
+
+Training samples the decision with the Gumbel-max trick and passes gradients straight through a softmax relaxed by a
+temperature (Veit & Belongie, 2018, Sec. 3). Evaluation is deterministic by default (open iff the "open" logit is
+larger), so the same image always takes the same inference graph; sampling at test time is available on request.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+CLOSED, OPEN = 0, 1
+
+
+def straight_through_gumbel(relevance: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Sample a hard 0/1 gate per row of `relevance` (B, 2 logits) with straight-through gradients.
+
+    Forward: z = 1 iff logits + Gumbel noise favour OPEN (an exact sample of softmax(logits)).
+    Backward: the gradient of softmax((logits + noise) / temperature)[:, OPEN], so the temperature shapes learning.
+    """
+    if temperature <= 0:
+        raise ValueError(f"Gumbel temperature must be > 0, got {temperature}")
+    gumbel_noise = -torch.empty_like(relevance).exponential_().log()
+    soft_open = torch.softmax((relevance + gumbel_noise) / temperature, dim=1)[:, OPEN]
+    hard_open = (soft_open > 0.5).to(soft_open.dtype)
+    # (soft - soft.detach()) is exactly 0 in the forward pass, so the value stays exactly 0 or 1.
+    return hard_open + (soft_open - soft_open.detach())
+
+
+def deterministic_gate(relevance: torch.Tensor) -> torch.Tensor:
+    """Open iff the OPEN logit is strictly larger (ties close: argmax picks the first index, CLOSED)."""
+    return (relevance[:, OPEN] > relevance[:, CLOSED]).to(relevance.dtype)
+
+
+class Gate(nn.Module):
+    """Global average pool -> linear -> BatchNorm -> ReLU -> linear to 2 logits (CLOSED, OPEN)."""
+
+    def __init__(self, in_channels: int, hidden: int = 16, initial_open_rate: float = 0.85) -> None:
+        super().__init__()
+        if not 0.0 < initial_open_rate < 1.0:
+            raise ValueError(f"initial_open_rate must be in (0, 1), got {initial_open_rate}")
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Linear(in_channels, hidden, bias=False)
+        self.bn = nn.BatchNorm1d(hidden)
+        self.fc2 = nn.Linear(hidden, 2)
+        # With small weights the logit gap is the bias gap, and a Gumbel-max sample opens with probability
+        # sigmoid(gap): this gap makes about `initial_open_rate` of the gates open when training starts.
+        nn.init.normal_(self.fc2.weight, std=0.01)
+        with torch.no_grad():
+            self.fc2.bias.copy_(torch.tensor([0.0, math.log(initial_open_rate / (1.0 - initial_open_rate))]))
+
+    def relevance(self, x: torch.Tensor) -> torch.Tensor:
+        """The relevance score: (B, 2) logits for (CLOSED, OPEN)."""
+        hidden = torch.relu(self.bn(self.fc1(torch.flatten(self.pool(x), 1))))
+        return self.fc2(hidden)
+
+    def forward(self, x: torch.Tensor, temperature: float = 1.0, sample: bool | None = None) -> torch.Tensor:
+        """Gate values (B,) in {0, 1}. `sample` defaults to True in training mode and False in evaluation mode."""
+        relevance = self.relevance(x).float()
+        if self.training if sample is None else sample:
+            return straight_through_gumbel(relevance, temperature)
+        return deterministic_gate(relevance)
