@@ -1,0 +1,42 @@
+"""Face data: sources (IMDb-Face, folder/LFW, CelebA) -> prepared dataset -> batches of tensors.
+
+See docs/data.md for the prepared-dataset format and every source.
+"""
+
+from facegraph.data.attributes import EXTRA_FEATURES, KNOWN_FEATURES, PAPER_FEATURES, UNKNOWN, bucket_age
+from facegraph.data.build import PrepareResult, Selection, parse_split
+from facegraph.data.images import UnusableImage, load_image_for_inference
+from facegraph.data.loader import Batch, CachedLoader, make_loader
+from facegraph.data.locate import find_data_root
+from facegraph.data.prepared import Identity, PreparedDataset, Sample, load_prepared
+from facegraph.data.sources.celeba import prepare_celeba
+from facegraph.data.sources.folder import prepare_folder
+from facegraph.data.sources.imdb_face import prepare_imdb_face, prepare_imdb_face_lists
+from facegraph.data.sources.lfw import fetch_lfw, prepare_lfw
+
+__all__ = [
+    "EXTRA_FEATURES",
+    "KNOWN_FEATURES",
+    "PAPER_FEATURES",
+    "UNKNOWN",
+    "Batch",
+    "CachedLoader",
+    "Identity",
+    "PrepareResult",
+    "PreparedDataset",
+    "Sample",
+    "Selection",
+    "UnusableImage",
+    "bucket_age",
+    "fetch_lfw",
+    "find_data_root",
+    "load_image_for_inference",
+    "load_prepared",
+    "make_loader",
+    "parse_split",
+    "prepare_celeba",
+    "prepare_folder",
+    "prepare_imdb_face",
+    "prepare_imdb_face_lists",
+    "prepare_lfw",
+]

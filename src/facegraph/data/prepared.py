@@ -1,6 +1,6 @@
 """The prepared-dataset format: ``manifest.csv``, ``identities.csv``, ``prepare.json`` and ``images/``.
 
-Reading validates everything a training run relies on; writing stages into ``<out>.partial`` and renames it
+Reading validates everything a training run relies on; writing stages into ``<out>.partial-<pid>`` and renames it
 into place only when complete, so an interrupted prepare never leaves a dataset that looks complete.
 """
 
@@ -30,6 +30,7 @@ PREPARE_FILE = "prepare.json"
 IMAGES_DIR = "images"
 SPLIT_NAMES = ("train", "val", "test")
 MANIFEST_COLUMNS = ("path", "identity", "split", "source")
+PARTIAL_SUFFIX = ".partial-"
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,8 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
 def _read_info(root: Path) -> dict[str, Any]:
     info_path = root / PREPARE_FILE
     if not info_path.is_file():
-        partial = root.with_name(root.name + ".partial")
-        hint = f" ({partial} is an interrupted prepare)" if partial.exists() else ""
+        partial = next(root.parent.glob(f"{root.name}{PARTIAL_SUFFIX}*"), None)
+        hint = f" ({partial} is an unfinished prepare)" if partial else ""
         raise DataError(f"{root} is not a prepared dataset: {PREPARE_FILE} is missing{hint}; run `facegraph prepare`")
     try:
         info = json.loads(info_path.read_text(encoding="utf-8"))
@@ -202,8 +203,20 @@ def load_prepared(root: str | Path) -> PreparedDataset:
     )
 
 
+def _process_alive(pid_text: str) -> bool:
+    if not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
 class StagedDataset:
-    """A prepared dataset being written into ``<out>.partial``; ``commit`` renames it to ``out``.
+    """A prepared dataset being written into ``<out>.partial-<pid>``; ``commit`` renames it to ``out``.
 
     Use as a context manager: leaving the block without ``commit`` (an error, Ctrl-C) removes the staging folder.
     """
@@ -212,13 +225,16 @@ class StagedDataset:
         self.out = Path(out)
         if self.out.exists() and not overwrite:
             raise DataError(f"{self.out} already exists; choose another --out or pass --overwrite")
-        self.staging = self.out.with_name(self.out.name + ".partial")
+        # One staging folder per process, so two prepares of the same `out` never write into each other's.
+        self.staging = self.out.with_name(f"{self.out.name}{PARTIAL_SUFFIX}{os.getpid()}")
         self._committed = False
 
     def __enter__(self) -> StagedDataset:
-        if self.staging.exists():
-            logger.info("removing %s left by an interrupted prepare", self.staging)
-            shutil.rmtree(self.staging)
+        for stale in self.out.parent.glob(f"{self.out.name}{PARTIAL_SUFFIX}*"):
+            if not _process_alive(stale.name.rsplit("-", 1)[-1]):
+                logger.info("removing %s left by an interrupted prepare", stale)
+                shutil.rmtree(stale, ignore_errors=True)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
         (self.staging / IMAGES_DIR).mkdir(parents=True)
         return self
 
@@ -241,7 +257,7 @@ class StagedDataset:
         info = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **info, "features": features}
         (self.staging / PREPARE_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         if self.out.exists():
-            # Swap rather than delete first, so that `out` is at every moment either the old or the new dataset.
+            # Swap rather than delete first: `out` is never a mix of the old and the new dataset.
             previous = self.out.with_name(self.out.name + f".old-{os.getpid()}")
             os.replace(self.out, previous)
             os.replace(self.staging, self.out)

@@ -1,0 +1,1 @@
+"""One module per source format: folder (LFW layout), lfw (fetch + defaults), celeba, imdb_face; download helpers."""

@@ -1,0 +1,126 @@
+"""Figs. 2-4: per feature, the mean open rate of every gated block for each label, with I(gate; label) per block."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from facegraph.analysis.information import gate_feature_information, shuffled_information_quantile
+
+
+def open_rate_matrix(gates: np.ndarray, codes: np.ndarray, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean open rate (p, k) of each gate per label, and the image count (p,) per label.
+
+    `gates` (N, k) 0/1; `codes` (N,) label index, -1 = unknown (left out, as in the paper). A label without images
+    gets a row of NaN, drawn blank rather than as "never open".
+    """
+    gates = np.asarray(gates, dtype=np.float64)
+    codes = np.asarray(codes, dtype=np.int64)
+    rates = np.full((num_labels, gates.shape[1]), np.nan)
+    counts = np.zeros(num_labels, dtype=np.int64)
+    for label in range(num_labels):
+        chosen = codes == label
+        counts[label] = int(chosen.sum())
+        if counts[label]:
+            rates[label] = gates[chosen].mean(axis=0)
+    return rates, counts
+
+
+@dataclass(frozen=True)
+class FeatureHeatmap:
+    """Everything Figs. 2-4 show for one feature of one run."""
+
+    feature: str
+    labels: list[str]
+    rates: np.ndarray  # (p, k) mean open rate per label and gate
+    counts: np.ndarray  # (p,) images per label
+    information: np.ndarray  # (k,) plug-in I(gate; label) in bits
+    chance: np.ndarray  # (k,) 95th percentile of I under shuffled labels
+    label_entropy: float  # H(label) in bits: the most any gate could tell
+
+
+@dataclass(frozen=True)
+class BlockFinding:
+    """One gated block's measured link to a feature: numbered 1..k, as in the figures."""
+
+    block: int
+    information_bits: float
+    chance_bits: float
+    most_open_label: str
+    most_open_rate: float
+    least_open_label: str
+    least_open_rate: float
+
+    @property
+    def above_chance(self) -> bool:
+        return self.information_bits > self.chance_bits
+
+
+def feature_heatmap(feature: str, labels: Sequence[str], gates: np.ndarray, codes: np.ndarray, *, seed: int = 0) -> FeatureHeatmap:
+    """The heatmap and per-block information of one feature; unknown labels (code -1) are left out."""
+    codes = np.asarray(codes, dtype=np.int64)
+    known = codes >= 0
+    known_gates, known_codes = np.asarray(gates)[known], codes[known]
+    rates, counts = open_rate_matrix(known_gates, known_codes, len(labels))
+    information = gate_feature_information(known_gates, known_codes, len(labels))
+    chance = shuffled_information_quantile(known_gates, known_codes, len(labels), seed=seed)
+    present = counts[counts > 0] / max(1, counts.sum())
+    label_entropy = float(-(present * np.log2(present)).sum())
+    return FeatureHeatmap(feature, list(labels), rates, counts, information, chance, label_entropy)
+
+
+def block_findings(heatmap: FeatureHeatmap, top: int = 3) -> list[BlockFinding]:
+    """The `top` blocks that tell most about the feature, with the labels that open them most and least."""
+    findings = []
+    present = np.flatnonzero(heatmap.counts > 0)
+    if len(present) < 2:
+        return findings
+    for gate in np.argsort(-heatmap.information, kind="stable")[:top]:
+        column = heatmap.rates[present, gate]
+        most, least = present[int(np.argmax(column))], present[int(np.argmin(column))]
+        findings.append(BlockFinding(
+            int(gate) + 1, float(heatmap.information[gate]), float(heatmap.chance[gate]),
+            heatmap.labels[most], float(heatmap.rates[most, gate]),
+            heatmap.labels[least], float(heatmap.rates[least, gate]),
+        ))
+    return findings
+
+
+def plot_feature_heatmap(heatmap: FeatureHeatmap, title: str, masks: Sequence[Sequence[int]] | None = None) -> Figure:
+    """Heatmap label x gated block (1..k) with a colour bar, and I(gate; label) per block under it.
+
+    `masks`, for a ConvNet-IIG feature, lists per label the gates (0-based) its mask asks to be open; they are
+    outlined, so the figure shows how far the learnt gates follow the masks.
+    """
+    num_labels, num_gates = heatmap.rates.shape
+    width = min(16.0, 3.0 + 0.38 * num_gates)
+    figure = Figure(figsize=(width, 2.4 + 0.42 * num_labels + 1.9), layout="constrained")
+    rate_axes, information_axes = figure.subplots(
+        2, 1, sharex=True, gridspec_kw={"height_ratios": [max(1.2, 0.42 * num_labels), 1.4]}
+    )
+    image = rate_axes.imshow(heatmap.rates, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0,
+                             extent=(0.5, num_gates + 0.5, num_labels - 0.5, -0.5), interpolation="nearest")
+    # Above, not beside: a side colour bar would narrow this panel alone and misalign its columns with the bars.
+    figure.colorbar(image, ax=rate_axes, location="top", label="mean open rate", fraction=0.08, aspect=50)
+    rate_axes.set_yticks(range(num_labels), [f"{label} (n={count})" for label, count in zip(heatmap.labels, heatmap.counts)])
+    rate_axes.set_ylabel("label (test images)")
+    figure.suptitle(title)
+    if masks is not None:
+        for row, gates in enumerate(masks):
+            for gate in gates:
+                rate_axes.add_patch(Rectangle((gate + 0.5, row - 0.5), 1, 1, fill=False, edgecolor="white", linewidth=1.5))
+    positions = np.arange(1, num_gates + 1)
+    information_axes.bar(positions, heatmap.information, color="tab:blue", label="I(gate; label), plug-in")
+    information_axes.step(np.append(positions - 0.5, num_gates + 0.5), np.append(heatmap.chance, heatmap.chance[-1:]),
+                          where="post", color="tab:red", linewidth=1.2, label="chance (95% of shuffled labels)")
+    information_axes.set_ylabel("bits")
+    information_axes.set_xlabel("gated block (1..k, in network order)")
+    information_axes.set_xticks(positions)
+    information_axes.set_xlim(0.5, num_gates + 0.5)
+    information_axes.legend(loc="upper right", fontsize="small", frameon=False)
+    information_axes.set_title(f"mutual information with {heatmap.feature} (H = {heatmap.label_entropy:.3f} bits)", fontsize="medium")
+    return figure

@@ -1,0 +1,297 @@
+"""`facegraph report`: the paper's Figs. 1-5 and Table II for one or more runs, as PNG files and one HTML page.
+
+Each run directory is read (records.py), every figure is computed by its own module and saved as a PNG beside
+index.html, and the page (page.py) links them relatively, so the folder opens from disk anywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from matplotlib.figure import Figure
+from PIL import Image
+
+from facegraph.analysis.curves import accuracy_series, plot_accuracy_curves, plot_runs_comparison
+from facegraph.analysis.easy_hard import (
+    ActiveGateComparison, compare_active_gates, easy_hard_examples, plot_active_gate_distribution, plot_easy_hard_grid,
+)
+from facegraph.analysis.heatmaps import BlockFinding, FeatureHeatmap, block_findings, feature_heatmap, plot_feature_heatmap
+from facegraph.analysis.page import PageFigure, PageTable, Paragraph, Section, render_page
+from facegraph.analysis.records import RunRecords, read_run_records
+from facegraph.analysis.table2 import read_table2_csv, table2_files, table2_row
+from facegraph.errors import FacegraphError
+from facegraph.graphs import build_feature_masks
+
+logger = logging.getLogger(__name__)
+
+INDEX_FILE = "index.html"
+DPI = 100
+SIGNIFICANCE = 0.05
+
+
+@dataclass(frozen=True)
+class FeatureResult:
+    run: str
+    heatmap: FeatureHeatmap
+    findings: list[BlockFinding]
+
+
+@dataclass
+class Report:
+    """What write_report produced: the page, every figure file, and the measured numbers behind the figures."""
+
+    index: Path
+    figures: list[Path] = field(default_factory=list)
+    features: list[FeatureResult] = field(default_factory=list)
+    active_gates: dict[str, ActiveGateComparison] = field(default_factory=dict)  # run name -> comparison
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "run"
+
+
+class _FigureWriter:
+    """Saves figures as PNG files in the report folder and describes them for the page."""
+
+    def __init__(self, out_dir: Path, report: Report) -> None:
+        self.out_dir = out_dir
+        self.report = report
+
+    def save(self, figure: Figure, name: str, alt: str, caption: str) -> PageFigure:
+        path = self.out_dir / f"{name}.png"
+        figure.savefig(path, dpi=DPI)
+        with Image.open(path) as image:
+            width, height = image.size
+        self.report.figures.append(path)
+        logger.debug("wrote %s", path)
+        return PageFigure(path.name, alt, caption, width, height)
+
+
+def _iig_masks(run: RunRecords, feature: str, labels: list[str]) -> list[tuple[int, ...]] | None:
+    """The label masks a ConvNet-IIG run was trained with for `feature`, rebuilt from its config (None if none)."""
+    for entry in run.config.get("loss", {}).get("iig_features", []):
+        if entry.get("name") == feature:
+            try:
+                masks = build_feature_masks(
+                    feature, labels, run.num_gates, entry.get("scheme", "alternate"), block_size=entry.get("block_size"),
+                    start=entry.get("start", 0), gates=entry.get("gates"), label_gates=entry.get("label_gates"),
+                )
+            except FacegraphError as error:
+                logger.warning("%s: cannot rebuild the %s masks to outline them (%s)", run.path, feature, error)
+                return None
+            return list(masks.label_gates)
+    return None
+
+
+def _finding_sentence(label: str, feature: str, finding: BlockFinding) -> str:
+    verdict = "above" if finding.above_chance else "not above"
+    return (f"{label}: for {feature}, gated block {finding.block} tells most, I = {finding.information_bits:.3f} bits "
+            f"({verdict} the chance level {finding.chance_bits:.3f}); it is open for {100 * finding.most_open_rate:.0f}% of "
+            f"{finding.most_open_label} images and {100 * finding.least_open_rate:.0f}% of {finding.least_open_label} images.")
+
+
+def _comparison_sentence(label: str, comparison: ActiveGateComparison) -> str:
+    test = comparison.test
+    if math.isnan(test.p_two_sided):
+        return f"{label}: the rank test needs both correct and wrong predictions with varying gate counts; not computed."
+    if test.p_two_sided >= SIGNIFICANCE:
+        verdict = "no significant difference, so this run does not support the paper's remark"
+    elif comparison.wrong_mean < comparison.correct_mean:
+        verdict = "wrong predictions use fewer gates, as the paper remarks"
+    else:
+        verdict = "wrong predictions use more gates, contrary to the paper's remark"
+    return (f"{label}: mean active gates {comparison.correct_mean:.2f} for correct vs {comparison.wrong_mean:.2f} for wrong "
+            f"predictions (of {comparison.num_gates}); Mann-Whitney U = {test.u:.0f}, AUC = {test.auc:.3f}, "
+            f"p = {test.p_two_sided:.2g} (two-sided): {verdict}.")
+
+
+def _curves_section(run: RunRecords, figures: _FigureWriter, slug: str) -> list:
+    if not run.epochs:
+        return [Paragraph(f"{run.path / 'metrics.jsonl'} is missing or empty: no curves.", note=True)]
+    figure = plot_accuracy_curves(accuracy_series(run.epochs), f"{run.label}: accuracy per epoch", run.evaluation, run.split)
+    caption = (f"Fig. 1 ({run.name}): top-1 (left) and top-5 (right) accuracy per epoch from metrics.jsonl, one line per "
+               f"split; the star is the {run.split} accuracy of the checkpoint that `facegraph evaluate` used.")
+    return [figures.save(figure, f"{slug}-fig1-curves", f"accuracy curves of {run.name}", caption)]
+
+
+def _heatmap_items(run: RunRecords, figures: _FigureWriter, slug: str, report: Report) -> list:
+    images = run.images
+    items: list = []
+    readout = (run.evaluation or {}).get("readout", {})
+    for feature, labels in run.features.items():
+        codes = images.labels.get(feature)
+        if codes is None:
+            items.append(Paragraph(f"{feature}: no column in eval/{run.split}-images.csv.", note=True))
+            continue
+        known_labels = {int(c) for c in codes if c >= 0}
+        if len(known_labels) < 2:
+            items.append(Paragraph(f"{feature}: fewer than two labels are known among the {run.split} images "
+                                   f"({int((codes >= 0).sum())} labelled); no heatmap.", note=True))
+            continue
+        heatmap = feature_heatmap(feature, labels, images.gates, codes)
+        findings = block_findings(heatmap)
+        report.features.append(FeatureResult(run.name, heatmap, findings))
+        masks = _iig_masks(run, feature, labels)
+        caption = (f"{run.label}, {feature}: top, the fraction of {run.split} images of each label (n = images) for which "
+                   f"each gated block ran; bottom, plug-in mutual information I(gate; {feature}) per block in bits, with "
+                   f"the 95th percentile of 200 label shuffles as chance level. Unknown labels are left out.")
+        if masks is not None:
+            caption += " White outlines: the gates each label's IIG mask asks to be open."
+        if feature in readout and isinstance(readout[feature].get("accuracy"), (int, float)):
+            caption += (f" Read-out (eq. 5, {readout[feature].get('method', '?')}): "
+                        f"{100 * readout[feature]['accuracy']:.1f}% of {readout[feature].get('images', '?')} images.")
+        title = f"{run.label}: gates by {feature.replace('_', ' ')}"
+        items.append(figures.save(plot_feature_heatmap(heatmap, title, masks), f"{slug}-heatmap-{_slug(feature)}",
+                                  f"heatmap of gate open rates by {feature} for {run.name}", caption))
+        items.append(PageTable(
+            ["gated block", "I (bits)", "chance (bits)", "most open for", "least open for"],
+            [[str(f.block), f"{f.information_bits:.4f}", f"{f.chance_bits:.4f}",
+              f"{f.most_open_label} ({100 * f.most_open_rate:.0f}%)", f"{f.least_open_label} ({100 * f.least_open_rate:.0f}%)"]
+             for f in findings],
+            f"Blocks that tell most about {feature} (H({feature}) = {heatmap.label_entropy:.3f} bits)",
+        ))
+    return items
+
+
+def _image_loader(run: RunRecords) -> Callable[[int], Image.Image | None]:
+    root = Path(run.dataset.get("root", ""))
+
+    def load(index: int) -> Image.Image | None:
+        path = root / run.images.path[index]
+        try:
+            with Image.open(path) as image:
+                return image.convert("RGB")
+        except OSError:
+            logger.warning("%s: cannot read test image %s for the easy/hard grid", run.path, path)
+            return None
+
+    return load
+
+
+def _easy_hard_items(run: RunRecords, figures: _FigureWriter, slug: str, report: Report, max_identities: int) -> list:
+    images = run.images
+    names = run.identity_names
+    examples = easy_hard_examples(images.identity, images.correct, images.active_gates, max_identities)
+    shown = [names[e.identity] if e.identity < len(names) else images.name[e.easy] for e in examples]
+    grid = plot_easy_hard_grid(examples, shown, run.num_gates, _image_loader(run),
+                               f"{run.label}: easy and hard correctly classified {run.split} images")
+    grid_caption = (f"Fig. 5 ({run.name}): for the {len(examples)} identities whose correctly classified {run.split} images "
+                    "differ most in active gates, the image with the fewest active gates ('easy', top) and the one with "
+                    "the most ('hard', bottom). Images are read from the prepared dataset.")
+    comparison = compare_active_gates(images.active_gates, images.correct, run.num_gates)
+    report.active_gates[run.name] = comparison
+    distribution = plot_active_gate_distribution(images.active_gates, images.correct, comparison,
+                                                 f"{run.label}: active gates per {run.split} image")
+    test = comparison.test
+    return [
+        figures.save(grid, f"{slug}-fig5-easy-hard", f"easy and hard images of {run.name}", grid_caption),
+        figures.save(distribution, f"{slug}-fig5-active-gates", f"active gate counts of {run.name}",
+                     "Distribution of the number of active gates per image, correct vs wrong top-1 predictions "
+                     "(each histogram sums to 1)."),
+        PageTable(
+            ["predictions", "images", "mean active gates", "median", "all gates skipped"],
+            [[name, str(n), f"{mean:.2f}", f"{median:.1f}", f"{100 * none:.1f}%"] for name, n, mean, median, none in (
+                ("correct", test.n_a, comparison.correct_mean, comparison.correct_median, comparison.correct_none_open),
+                ("wrong", test.n_b, comparison.wrong_mean, comparison.wrong_median, comparison.wrong_none_open),
+            )],
+            "Active gates, correct vs wrong",
+        ),
+        Paragraph(_comparison_sentence(run.label, comparison)),
+    ]
+
+
+def _run_section(run: RunRecords, figures: _FigureWriter, slug: str, report: Report, max_identities: int) -> Section:
+    section = Section(f"{run.label} ({run.name})", anchor=f"run-{slug}")
+    section.items.append(Paragraph(f"Run directory: {run.path.resolve()}; {len(run.epochs)} epoch(s) logged; "
+                                   f"{run.num_gates} gated block(s)."))
+    section.items.append(Section("Fig. 1: accuracy per epoch", level=3, items=_curves_section(run, figures, slug)))
+    if run.evaluation is None or run.images is None:
+        section.items.append(Paragraph(f"Not evaluated on {run.split} (eval/{run.split}.json or eval/{run.split}-images.csv "
+                                       f"missing): run `facegraph evaluate {run.path} --split {run.split}`.", note=True))
+        return section
+    if run.num_gates == 0:
+        section.items.append(Paragraph("A plain ResNet: every block always runs, so there are no gate heatmaps and no "
+                                       "easy/hard analysis.", note=True))
+        return section
+    section.items.append(Section("Figs. 2-4: gate open rates by feature", level=3, items=_heatmap_items(run, figures, slug, report)))
+    section.items.append(Section("Fig. 5: easy and hard images", level=3,
+                                 items=_easy_hard_items(run, figures, slug, report, max_identities)))
+    return section
+
+
+def _table2_section(runs: Sequence[RunRecords]) -> Section:
+    rows = [table2_row(run) for run in runs]
+    header = list(rows[0])
+    split = runs[0].split
+    section = Section("Table II: the runs side by side", anchor="table2", items=[
+        PageTable(header, [[row.get(column, "-") for column in header] for row in rows],
+                  f"From each run's eval/{split}.json (GMACs counted as in `facegraph flops`: conv + linear + norm)"),
+    ])
+    for path in table2_files(list(runs)):
+        table_header, table_rows = read_table2_csv(path)
+        section.items.append(PageTable(table_header, table_rows, f"{path} (as written by `facegraph table2`)"))
+    return section
+
+
+def _unique_slugs(runs: Sequence[RunRecords]) -> list[str]:
+    slugs: list[str] = []
+    for run in runs:
+        slug, suffix = _slug(run.name), 2
+        while slug in slugs:
+            slug, suffix = f"{_slug(run.name)}-{suffix}", suffix + 1
+        slugs.append(slug)
+    return slugs
+
+
+def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, *, split: str = "test", max_identities: int = 4) -> Report:
+    """Write index.html and every figure as PNG into `out_dir` for the runs in `run_dirs`."""
+    if not run_dirs:
+        raise FacegraphError("report: give at least one run directory")
+    runs = [read_run_records(run_dir, split) for run_dir in run_dirs]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = Report(out / INDEX_FILE)
+    figures = _FigureWriter(out, report)
+    sections = [_table2_section(runs)]
+    run_sections = []
+    for run, slug in zip(runs, _unique_slugs(runs)):
+        logger.info("report: %s (%s)", run.name, run.label)
+        run_sections.append(_run_section(run, figures, slug, report, max_identities))
+    labels = {run.name: run.label for run in runs}
+    statements = [Paragraph(_finding_sentence(labels[r.run], r.heatmap.feature, r.findings[0])) for r in report.features if r.findings]
+    statements += [Paragraph(_comparison_sentence(labels[name], comparison)) for name, comparison in report.active_gates.items()]
+    if statements:
+        sections.append(Section("Measured statements", anchor="findings", items=statements))
+    comparable = [(run.label, accuracy_series(run.epochs)) for run in runs if run.epochs]
+    if len(comparable) > 1:
+        figure = figures.save(plot_runs_comparison(comparable), "runs-val-top1", "validation top-1 of all runs",
+                              "Validation top-1 accuracy per epoch of every run.")
+        sections.append(Section("All runs: validation accuracy", anchor="comparison", items=[figure]))
+    sections += run_sections
+    sections.append(_method_section(split))
+    intro = [Paragraph(f"{len(runs)} run(s): " + "; ".join(f"{run.label} ({run.path})" for run in runs) + f". "
+                       f"Figures use the {split} split. Gated blocks are numbered 1..k in network order, as in the paper.")]
+    report.index.write_text(render_page("facegraph report", intro, sections), encoding="utf-8")
+    logger.info("report: wrote %s and %d figure(s)", report.index, len(report.figures))
+    return report
+
+
+def _method_section(split: str) -> Section:
+    return Section("How the numbers are computed", anchor="method", items=[
+        Paragraph(f"Open rate: for each label of a feature, the fraction of {split} images with that label whose gate "
+                  "was open (deterministic gates, as evaluate ran them); images with an unknown label are left out."),
+        Paragraph("Mutual information: the plug-in estimate I(G; F) = sum p(g, f) log2 p(g, f) / (p(g) p(f)) with "
+                  "frequencies as probabilities. It cannot exceed H(F) or 1 bit (a gate is binary) and is biased upwards on "
+                  "small samples, hence the chance level: the 95th percentile of the same estimate over 200 random "
+                  "shuffles of the labels."),
+        Paragraph("Easy/hard: among an identity's correctly classified images, the one with the fewest active gates is "
+                  "'easy', the one with the most 'hard'. Correct vs wrong: the Mann-Whitney U statistic of active-gate "
+                  "counts (average ranks for ties), AUC = U / (n_correct n_wrong), and a two-sided p-value from the "
+                  "tie-corrected normal approximation."),
+        Paragraph("See docs/analysis.md for details."),
+    ])

@@ -1,0 +1,39 @@
+"""`facegraph report`: figures (Figs. 1-5), Table II rows and one HTML page for one or more runs."""
+
+from __future__ import annotations
+
+import argparse
+
+from facegraph.analysis.report import write_report
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("report", help="HTML report with the paper's figures and Table II for trained runs")
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories written by `facegraph train`")
+    parser.add_argument("--out", required=True, help="folder for index.html and the figure PNGs (created if missing)")
+    parser.add_argument("--split", default="test", help="evaluated split the figures use (default: test)")
+    parser.add_argument("--identities", type=_positive_int, default=4, help="identities in the easy/hard grid (default: 4)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = write_report(args.runs, args.out, split=args.split, max_identities=args.identities)
+    print(f"report: {report.index} ({len(report.figures)} figures)")
+    for result in report.features:
+        if result.findings:
+            best = result.findings[0]
+            print(f"  {result.run} {result.heatmap.feature}: gated block {best.block} tells most, "
+                  f"{best.information_bits:.3f} bits (chance {best.chance_bits:.3f}), open for "
+                  f"{100 * best.most_open_rate:.0f}% of {best.most_open_label} vs {100 * best.least_open_rate:.0f}% of "
+                  f"{best.least_open_label}")
+    for name, comparison in report.active_gates.items():
+        print(f"  {name} active gates: correct {comparison.correct_mean:.2f}, wrong {comparison.wrong_mean:.2f} "
+              f"(Mann-Whitney AUC {comparison.test.auc:.3f}, p = {comparison.test.p_two_sided:.2g})")
+    return 0

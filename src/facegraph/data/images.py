@@ -1,0 +1,165 @@
+"""Photo -> face: decode, cut the face (a box or a central square), resize, normalise.
+
+Used by every source at prepare time and by ``load_image_for_inference`` for a user's photo, so that both see
+faces cut the same way.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+
+from facegraph.errors import DataError
+
+if TYPE_CHECKING:
+    from facegraph.data.prepared import PreparedDataset
+
+RESAMPLING = Image.Resampling.BICUBIC
+
+
+class UnusableImage(DataError):
+    """An image prepare skips and counts under ``reason`` (e.g. ``truncated_image``, ``box_outside_photo``)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class FaceCrop:
+    """Where the face is in a photo.
+
+    Without ``box``: the central square whose side is ``center_fraction`` of the photo's shorter side.
+    With ``box`` (``x1 y1 x2 y2``): that rectangle, in the coordinates of the photo resized to ``box_frame``
+    (``height, width``; None: the photo's own size). The cut is resized to a square, as the paper does.
+    """
+
+    center_fraction: float = 1.0
+    box: tuple[float, float, float, float] | None = None
+    box_frame: tuple[int, int] | None = None
+
+
+def open_image(source: Path | bytes, name: str) -> Image.Image:
+    """Open (lazily: header only) an image file or bytes; UnusableImage naming ``name`` if it is not one."""
+    try:
+        return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except FileNotFoundError:
+        raise UnusableImage("missing_file", f"{name}: file not found") from None
+    except UnidentifiedImageError:
+        raise UnusableImage("not_an_image", f"{name}: not an image (unrecognised format)") from None
+    except (OSError, Image.DecompressionBombError) as error:
+        raise UnusableImage("unreadable_image", f"{name}: cannot be read ({error})") from None
+
+
+def face_region(crop: FaceCrop, width: int, height: int, name: str) -> tuple[float, float, float, float]:
+    """The face rectangle in pixel coordinates of a ``width`` x ``height`` photo."""
+    if crop.box is None:
+        side = crop.center_fraction * min(width, height)
+        return ((width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2)
+    x1, y1, x2, y2 = crop.box
+    frame_height, frame_width = crop.box_frame or (height, width)
+    if not (0 <= x1 < x2 <= frame_width and 0 <= y1 < y2 <= frame_height):
+        raise UnusableImage(
+            "box_outside_photo",
+            f"{name}: face box {x1:g} {y1:g} {x2:g} {y2:g} is not inside the {frame_width:g} x {frame_height:g} photo",
+        )
+    # Resize first, then crop: scale the box from the declared frame to the photo's actual size.
+    scale_x, scale_y = width / frame_width, height / frame_height
+    return (x1 * scale_x, y1 * scale_y, x2 * scale_x, y2 * scale_y)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode.startswith("I"):
+        # 16/32-bit greyscale (PGM with a large maxval, 16-bit PNG): rescale to 8 bits before converting.
+        values = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if values.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(values * (255.0 / peak), 0, 255).astype(np.uint8), mode="L")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def cut_face(image: Image.Image, crop: FaceCrop, size: int, name: str, *, upright: bool = False) -> np.ndarray:
+    """Decode ``image`` and return its face as a ``size`` x ``size`` x 3 uint8 array.
+
+    ``upright`` applies the EXIF orientation first (phone photos); face boxes of datasets refer to raw pixels.
+    """
+    width, height = image.size
+    orientation = image.getexif().get(ExifTags.Base.Orientation, 1) if upright else 1
+    if orientation == 1:
+        region = face_region(crop, width, height, name)
+        if image.format == "JPEG":
+            # Let libjpeg decode at 1/2..1/8 scale as long as the face keeps at least `size` pixels: much faster.
+            shrink = size / max(1.0, min(region[2] - region[0], region[3] - region[1]))
+            drafted = image.draft(None, (max(1, math.ceil(width * shrink)), max(1, math.ceil(height * shrink))))
+            if drafted is not None:
+                ratio = drafted[1][2] / width
+                region = tuple(value * ratio for value in region)
+    try:
+        image.load()
+        if orientation != 1:
+            image = ImageOps.exif_transpose(image)
+            region = face_region(crop, image.width, image.height, name)
+    except UnusableImage:
+        raise
+    except (OSError, SyntaxError, ValueError) as error:
+        reason = "truncated_image" if "truncated" in str(error) else "unreadable_image"
+        raise UnusableImage(reason, f"{name}: cannot be decoded ({error})") from None
+    face = _to_rgb(image).resize((size, size), RESAMPLING, box=region)
+    return np.asarray(face, dtype=np.uint8)
+
+
+def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 images (..., 3, H, W) -> float32 ``(x / 255 - mean) / std`` per channel."""
+    std_tensor = torch.tensor(std, dtype=torch.float64).view(3, 1, 1)
+    scale = (1.0 / (255.0 * std_tensor)).to(torch.float32)
+    shift = (-torch.tensor(mean, dtype=torch.float64).view(3, 1, 1) / std_tensor).to(torch.float32)
+    return images.to(torch.float32).mul_(scale).add_(shift)
+
+
+@dataclass(frozen=True)
+class InferenceParams:
+    """How a dataset's images were cut and normalised, to treat a user's photo the same way."""
+
+    image_size: int
+    center_crop: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+def inference_params(dataset_or_prepare_params: PreparedDataset | Mapping[str, Any]) -> InferenceParams:
+    """From a PreparedDataset, a ``prepare.json`` dict, or a flat ``{image_size, center_crop, mean, std}`` dict."""
+    from facegraph.data.prepared import PreparedDataset
+
+    source = dataset_or_prepare_params
+    if isinstance(source, PreparedDataset):
+        return InferenceParams(source.image_size, source.center_crop, tuple(source.mean), tuple(source.std))
+    if not isinstance(source, Mapping):
+        raise DataError(f"expected a PreparedDataset or a mapping of prepare parameters, got {type(source).__name__}")
+    try:
+        if "normalization" in source:  # prepare.json
+            return InferenceParams(
+                int(source["image_size"]),
+                float(source.get("parameters", {}).get("center_crop", 1.0)),
+                tuple(source["normalization"]["mean"]),
+                tuple(source["normalization"]["std"]),
+            )
+        return InferenceParams(int(source["image_size"]), float(source.get("center_crop", 1.0)), tuple(source["mean"]), tuple(source["std"]))
+    except (KeyError, TypeError, ValueError) as error:
+        raise DataError(f"prepare parameters lack or mistype {error}; expected image_size, center_crop, mean, std") from None
+
+
+def load_image_for_inference(path: str | Path, dataset_or_prepare_params: PreparedDataset | Mapping[str, Any]) -> torch.Tensor:
+    """A user's photo cut, resized and normalised as the dataset was prepared: float32 (3, H, W)."""
+    params = inference_params(dataset_or_prepare_params)
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such image file")
+    face = cut_face(open_image(path, str(path)), FaceCrop(center_fraction=params.center_crop), params.image_size, str(path), upright=True)
+    return normalize(torch.from_numpy(face).permute(2, 0, 1), params.mean, params.std).contiguous()

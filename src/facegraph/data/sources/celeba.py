@@ -1,0 +1,122 @@
+"""CelebA: images + ``identity_CelebA.txt`` + ``list_attr_celeba.txt`` in their official formats.
+
+Images are found flat (``img_align_celeba/<image>``, the official layout) or per identity
+(``<images>/<identity>/<image>``, the layout of the shared face-cropped subset).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from facegraph.data.attributes import celeba_image_labels, majority_per_identity, read_celeba_attribute_file
+from facegraph.data.build import Candidate, PrepareResult, ScannedSource, Selection, build_prepared
+from facegraph.data.images import FaceCrop, cut_face, open_image
+from facegraph.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+IDENTITY_FILE = "identity_CelebA.txt"
+ATTRIBUTE_FILE = "list_attr_celeba.txt"
+IMAGE_FOLDERS = ("img_align_celeba", "faces")
+
+
+def _default_images_dir(root: Path) -> Path:
+    for name in IMAGE_FOLDERS:
+        if (root / name).is_dir():
+            return root / name
+    return root
+
+
+def scan_celeba(
+    root: str | Path,
+    *,
+    identity_file: str | Path | None = None,
+    attribute_file: str | Path | None = None,
+    images_dir: str | Path | None = None,
+    center_crop: float = 1.0,
+) -> ScannedSource:
+    """Candidates from the identity file, attributes (per-identity majority) from the attribute file if present."""
+    root = Path(root)
+    identity_path = Path(identity_file) if identity_file else root / IDENTITY_FILE
+    attribute_path = Path(attribute_file) if attribute_file else root / ATTRIBUTE_FILE
+    images = Path(images_dir) if images_dir else _default_images_dir(root)
+    if not 0.05 <= center_crop <= 1.0:
+        raise DataError(f"center crop {center_crop} must be a fraction in [0.05, 1]")
+    try:
+        lines = identity_path.read_text(encoding="utf-8-sig").splitlines()
+    except OSError as error:
+        raise DataError(f"cannot read CelebA identity file {identity_path}: {error.strerror}") from None
+    crop = FaceCrop(center_fraction=center_crop)
+    candidates: dict[str, list[Candidate]] = {}
+    dropped: Counter = Counter()
+    seen: dict[str, int] = {}
+    for line_number, line in enumerate(lines, start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or not fields[1].isdigit():
+            dropped["malformed_row"] += 1
+            logger.warning("%s, line %d: expected '<image> <identity number>', got %r; skipped", identity_path, line_number, line)
+            continue
+        image, identity = fields
+        if image in seen:
+            dropped["duplicate_row"] += 1
+            logger.warning("%s, line %d: image %s already listed on line %d; skipped", identity_path, line_number, image, seen[image])
+            continue
+        seen[image] = line_number
+        flat, nested = images / image, images / identity / image
+        path = flat if flat.is_file() else nested if nested.is_file() else None
+        if path is None:
+            dropped["missing_file"] += 1
+            logger.warning("%s, line %d: image %s is listed but neither %s nor %s exists; skipped", identity_path, line_number, image, flat, nested)
+            continue
+        candidates.setdefault(identity, []).append(Candidate(identity, str(path.relative_to(images)), crop, f"{path} ({identity_path.name} line {line_number})"))
+    if not candidates:
+        raise DataError(f"none of the images listed in {identity_path} was found under {images}")
+
+    source = ScannedSource(
+        name="celeba",
+        path=str(root),
+        candidates=candidates,
+        make_face=lambda candidate, size: _make_face(images, candidate, size),
+        parameters={"center_crop": center_crop, "identity_file": str(identity_path), "images_dir": str(images)},
+        dropped_images=dropped,
+    )
+    if attribute_path.is_file():
+        flags = read_celeba_attribute_file(attribute_path)
+        identity_of = {Path(c.source).name: c.identity for cands in candidates.values() for c in cands}
+        votes = ((identity_of[image], celeba_image_labels(values)) for image, values in flags.items() if image in identity_of)
+        source.attributes = majority_per_identity(votes)
+        source.attribute_sources.append(str(attribute_path))
+        source.parameters["attribute_file"] = str(attribute_path)
+        unlabelled = len(identity_of) - sum(1 for image in flags if image in identity_of)
+        if unlabelled:
+            logger.warning("%s: %d listed image(s) have no attribute row", attribute_path, unlabelled)
+    else:
+        logger.warning("%s not found: the dataset will have no attributes", attribute_path)
+    return source
+
+
+def _make_face(images: Path, candidate: Candidate, size: int) -> np.ndarray:
+    return cut_face(open_image(images / candidate.source, candidate.where), candidate.crop, size, candidate.where)
+
+
+def prepare_celeba(
+    root: str | Path,
+    out: str | Path,
+    selection: Selection | None = None,
+    *,
+    identity_file: str | Path | None = None,
+    attribute_file: str | Path | None = None,
+    images_dir: str | Path | None = None,
+    center_crop: float = 1.0,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> PrepareResult:
+    """Prepare CelebA (official files, flat or per-identity image folders) into ``out``."""
+    source = scan_celeba(root, identity_file=identity_file, attribute_file=attribute_file, images_dir=images_dir, center_crop=center_crop)
+    return build_prepared(out, source, selection or Selection(), overwrite=overwrite, progress=progress)

@@ -1,0 +1,192 @@
+"""Honest evaluation: deterministic gates, real skipping, per-image cost, attribute read-out (eq. 5).
+
+Writes eval/<split>.json and eval/<split>-images.csv in the run directory (docs/run-directory.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from facegraph.data import PreparedDataset, load_prepared, make_loader
+from facegraph.engine import runs
+from facegraph.engine.checkpoint import atomic_write_bytes
+from facegraph.engine.metrics import topk_correct
+from facegraph.errors import FacegraphError
+from facegraph.flops import CONV_ONLY, CostTable, mean_std
+from facegraph.graphs import label_prototypes, read_out
+from facegraph.models import GatedResNet
+
+logger = logging.getLogger(__name__)
+
+PROTOTYPE_METHOD = ("train-prototypes: each label's mean gate vector over the training split (deterministic gates), "
+                    "nearest by squared distance as in eq. 5")
+MASK_METHOD = "iig-masks: the label masks the model was trained with, nearest by squared distance (eq. 5)"
+
+
+@dataclass
+class Predictions:
+    """Per-image results of deterministic inference over one split, in loader order."""
+
+    indices: torch.Tensor  # (N,) sample indices in the prepared dataset
+    identities: torch.Tensor  # (N,)
+    top5: torch.Tensor  # (N, min(5, classes)) class ids, best first
+    confidence: torch.Tensor  # (N,) softmax probability of the top-1 class
+    gate_values: torch.Tensor  # (N, k)
+    top1_correct: torch.Tensor  # (N,) bool
+    top5_correct: torch.Tensor  # (N,) bool
+
+
+@torch.no_grad()
+def predict_split(model: GatedResNet, loader, precision: str = "fp32", device: torch.device | str = "cpu",
+                  description: str | None = None) -> Predictions:
+    """Run deterministic, skipping inference over every batch of `loader`."""
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in Predictions.__dataclass_fields__}
+    for batch in tqdm(loader, desc=description, leave=False, disable=True if description is None else None, unit="batch"):
+        logits, gate_values = model.infer(batch.images.to(device), skip=True, precision=precision)
+        logits, gate_values, identities = logits.cpu(), gate_values.cpu(), batch.identities
+        hits = topk_correct(logits, identities)
+        probabilities = logits.softmax(dim=1)
+        parts["indices"].append(batch.indices)
+        parts["identities"].append(identities)
+        parts["top5"].append(logits.topk(min(5, logits.shape[1]), dim=1).indices)
+        parts["confidence"].append(probabilities.max(dim=1).values)
+        parts["gate_values"].append(gate_values)
+        parts["top1_correct"].append(hits[1])
+        parts["top5_correct"].append(hits[5])
+    return Predictions(**{name: torch.cat(values) for name, values in parts.items()})
+
+
+def summarize_predictions(predictions: Predictions, table: CostTable) -> dict:
+    """Accuracy, per-image cost (mean +- std) and open rate per gated block."""
+    per_image = table.per_image_macs(predictions.gate_values) / 1e9
+    per_image_conv = table.per_image_macs(predictions.gate_values, CONV_ONLY) / 1e9
+    mean, std = mean_std(per_image)
+    conv_mean, conv_std = mean_std(per_image_conv)
+    return {
+        "images": len(predictions.indices),
+        "top1": float(predictions.top1_correct.float().mean()),
+        "top5": float(predictions.top5_correct.float().mean()),
+        "gmacs": {"mean": mean, "std": std, "dense": table.dense_macs() / 1e9, "counted": "conv+linear+norm"},
+        "gflops": {"mean": 2 * mean, "std": 2 * std},
+        "gmacs_conv_only": {"mean": conv_mean, "std": conv_std},
+        "gate_rates": predictions.gate_values.mean(dim=0).tolist() if len(predictions.indices) else [],
+    }
+
+
+def readout_report(label_masks: torch.Tensor, gate_values: torch.Tensor, label_codes: torch.Tensor,
+                   labels: list[str], method: str) -> tuple[dict, torch.Tensor]:
+    """Eq. 5 accuracy and confusion matrix over the images with a known label; returns it and the per-image
+    read-out (label index for every image, known or not)."""
+    predicted, _ = read_out(gate_values, label_masks)
+    known = label_codes >= 0
+    confusion = torch.zeros(len(labels), len(labels), dtype=torch.long)
+    confusion.index_put_((label_codes[known], predicted[known]), torch.ones(int(known.sum()), dtype=torch.long),
+                         accumulate=True)
+    accuracy = float((predicted[known] == label_codes[known]).float().mean()) if bool(known.any()) else None
+    return ({"method": method, "labels": labels, "images": int(known.sum()), "accuracy": accuracy,
+             "confusion": confusion.tolist()}, predicted)
+
+
+def _measure_speedup(model: GatedResNet, images: torch.Tensor, table: CostTable, precision: str) -> dict:
+    """Wall time of dense (masked) vs skipping inference on the same images, and what the MACs predict."""
+    def timed(skip: bool) -> float:
+        model.infer(images, skip=skip, precision=precision)  # warm-up
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            model.infer(images, skip=skip, precision=precision)
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    dense_s, skip_s = timed(False), timed(True)
+    gate_values = model.infer(images, skip=True, precision=precision).gate_values
+    predicted = table.dense_macs() / float(table.per_image_macs(gate_values).mean())
+    return {"images": len(images), "dense_s": dense_s, "skip_s": skip_s, "measured": dense_s / skip_s,
+            "predicted": predicted}
+
+
+def evaluate_run(run_dir: str | Path, split: str = "test", *, dataset: PreparedDataset | None = None,
+                 checkpoint: str = "best", timing: bool = True) -> dict:
+    """Evaluate a run's checkpoint on one split; write eval/<split>.json and eval/<split>-images.csv."""
+    model, info = runs.load_trained_model(run_dir, checkpoint)
+    dataset = dataset or load_prepared(info.dataset["root"])
+    if split not in dataset.splits:
+        raise FacegraphError(f"{dataset.root} has no {split!r} split (it has: {', '.join(dataset.splits)})")
+    config = info.config
+    precision = config.train.precision if config.train.precision != "fp16" else "fp32"
+
+    def loader(name: str):
+        return make_loader(dataset, name, config.train.eval_batch_size, train=False, seed=config.train.seed)
+
+    predictions = predict_split(model, loader(split), precision, description=f"evaluate {split}")
+    summary = {"split": split, "checkpoint": checkpoint, **summarize_predictions(predictions, info.cost_table),
+               "gated_blocks": list(model.gated_blocks)}
+    readouts, readout_labels = {}, {}
+    if model.num_gates:
+        train_gates = None
+        for feature, labels in dataset.features.items():
+            codes = dataset.attribute_codes(feature)[predictions.indices]
+            if feature in info.feature_masks:
+                masks = info.feature_masks[feature]
+                report, predicted = readout_report(masks.matrix(), predictions.gate_values[:, masks.feature_gates],
+                                                   codes, labels, MASK_METHOD)
+            else:
+                if train_gates is None:
+                    train_gates = predict_split(model, loader("train"), precision, description="gates on train")
+                train_codes = dataset.attribute_codes(feature)[train_gates.indices]
+                if not bool((train_codes >= 0).any()):
+                    continue  # no training image carries this feature: nothing to read out
+                prototypes = label_prototypes(train_gates.gate_values, train_codes, len(labels))
+                report, predicted = readout_report(prototypes, predictions.gate_values, codes, labels,
+                                                   PROTOTYPE_METHOD)
+            readouts[feature], readout_labels[feature] = report, predicted
+    summary["readout"] = readouts
+    if timing:
+        summary["speedup"] = _measure_speedup(model, _first_images(loader(split), 256), info.cost_table, precision)
+    eval_dir = Path(run_dir) / runs.EVAL_DIR
+    runs.write_json(eval_dir / f"{split}.json", summary)
+    _write_images_csv(eval_dir / f"{split}-images.csv", dataset, info, predictions, readout_labels)
+    logger.info("%s %s: top-1 %.2f%%, %.4f GMACs per image", run_dir, split, 100 * summary["top1"],
+                summary["gmacs"]["mean"])
+    return summary
+
+
+def _first_images(loader, count: int) -> torch.Tensor:
+    images = []
+    for batch in loader:
+        images.append(batch.images)
+        if sum(len(i) for i in images) >= count:
+            break
+    return torch.cat(images)[:count]
+
+
+def _write_images_csv(path: Path, dataset: PreparedDataset, info: runs.RunInfo, predictions: Predictions,
+                      readout_labels: dict[str, torch.Tensor]) -> None:
+    features = list(dataset.features)
+    table = info.cost_table
+    per_image = (table.per_image_macs(predictions.gate_values) / 1e9).tolist()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["sample", "path", "identity", "name", "predicted", "correct", "top5_correct", "confidence",
+                     "gmacs", "active_gates", "gates", *features, *(f"readout_{f}" for f in readout_labels)])
+    for row, sample_index in enumerate(predictions.indices.tolist()):
+        sample = dataset.samples[sample_index]
+        identity = dataset.identities[sample.identity]
+        gates = predictions.gate_values[row]
+        writer.writerow([
+            sample_index, sample.path, sample.identity, identity.name, int(predictions.top5[row, 0]),
+            int(predictions.top1_correct[row]), int(predictions.top5_correct[row]),
+            f"{float(predictions.confidence[row]):.4f}", f"{per_image[row]:.5f}", int(gates.sum()),
+            "".join(str(int(g)) for g in gates.tolist()),
+            *(identity.attributes.get(f, "unknown") for f in features),
+            *(dataset.features[f][int(labels[row])] for f, labels in readout_labels.items()),
+        ])
+    atomic_write_bytes(path, lambda tmp: tmp.write_text(buffer.getvalue()))

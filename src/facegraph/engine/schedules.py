@@ -1,0 +1,28 @@
+"""Learning-rate and Gumbel-temperature schedules as pure functions of the training position."""
+
+from __future__ import annotations
+
+import math
+
+
+def lr_factor(step: int, steps_per_epoch: int, epochs: int, schedule: str, warmup_epochs: float = 0.0,
+              milestones: list[int] | tuple[int, ...] = (), gamma: float = 0.1) -> float:
+    """Multiplier of the base learning rate at optimizer step `step` (0-based): linear warm-up, then cosine decay to
+    zero, step decay by `gamma` at each milestone epoch, or constant."""
+    warmup_steps = warmup_epochs * steps_per_epoch
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "cosine":
+        total = max(1.0, epochs * steps_per_epoch - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup_steps) / total)))
+    if schedule == "step":
+        epoch = step / steps_per_epoch
+        return gamma ** sum(epoch >= m for m in milestones)
+    return 1.0
+
+
+def temperature_at(epoch: int, epochs: int, start: float, final: float | None) -> float:
+    """Gumbel temperature for `epoch` (0-based): linear from `start` to `final` over training, or constant."""
+    if final is None or epochs <= 1:
+        return start
+    return start + (final - start) * epoch / (epochs - 1)

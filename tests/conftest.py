@@ -1,0 +1,248 @@
+"""Shared fixtures. Data fixtures (prefix ``data_``): the real data folder, small prepared datasets, synthetic
+photo folders and a loopback HTTP server with injectable faults."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facegraph.data import Selection, find_data_root, prepare_folder
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The real data folder ($FACEGRAPH_DATA); tests using it skip with a reason where it is absent."""
+    root = find_data_root()
+    if root is None:
+        pytest.skip("real face data not available: set FACEGRAPH_DATA to the shared data folder (CI: ../shared/data)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def data_lfw_dir(data_root: Path) -> Path:
+    folder = data_root / "lfw" / "lfw-deepfunneled"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def data_celeba_dir(data_root: Path) -> Path:
+    folder = data_root / "celeba-subset"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def data_imdb_dir(data_root: Path) -> Path:
+    folder = data_root / "imdb-face"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent")
+    return folder
+
+
+def _write_photo(path: Path, rgb: tuple[int, int, int], size: tuple[int, int] = (40, 40), *, noise_seed: int | None = None) -> Path:
+    """A synthetic photo of one colour (plus optional noise), in the format its suffix names."""
+    width, height = size
+    pixels = np.empty((height, width, 3), dtype=np.uint8)
+    pixels[:] = rgb
+    if noise_seed is not None:
+        noise = np.random.default_rng(noise_seed).integers(-30, 31, size=pixels.shape)
+        pixels = np.clip(pixels.astype(int) + noise, 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_make_photo() -> Callable[..., Path]:
+    """``make(path, rgb, size=(40, 40), noise_seed=None)``: write a synthetic single-colour photo."""
+    return _write_photo
+
+
+@pytest.fixture(scope="session")
+def data_synthetic_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four identities x 10 noisy single-colour photos in the LFW layout; no real data needed."""
+    root = tmp_path_factory.mktemp("synthetic-faces")
+    colours = {"Ann_Able": (200, 40, 40), "Bob_Baker": (40, 200, 40), "Cid_Cole": (40, 40, 200), "Dee_Dunn": (200, 200, 40)}
+    for index, (name, rgb) in enumerate(colours.items()):
+        for number in range(10):
+            _write_photo(root / name / f"{name}_{number + 1:04d}.jpg", rgb, noise_seed=100 * index + number)
+    return root
+
+
+@pytest.fixture(scope="session")
+def data_synthetic_prepared(tmp_path_factory: pytest.TempPathFactory, data_synthetic_folder: Path) -> Path:
+    """The synthetic folder prepared at 16 px, split 60/20/20."""
+    out = tmp_path_factory.mktemp("prepared") / "synthetic16"
+    prepare_folder(data_synthetic_folder, out, Selection(image_size=16, split={"train": 0.6, "val": 0.2, "test": 0.2}, seed=3))
+    return out
+
+
+@pytest.fixture(scope="session")
+def data_small_lfw(tmp_path_factory: pytest.TempPathFactory, data_lfw_dir: Path, data_root: Path) -> Path:
+    """Five real LFW identities with >= 10 photos, prepared at 32 px with their gender."""
+    out = tmp_path_factory.mktemp("prepared") / "lfw-small"
+    prepare_folder(data_lfw_dir, out, Selection(image_size=32, min_images=10, max_identities=5), center_crop=0.45, lfw_attributes=data_root / "lfw")
+    return out
+
+
+@pytest.fixture
+def data_photo_copy(tmp_path: Path) -> Callable[[Path, Path], Path]:
+    """Copy a real photo into a temporary test folder (never into the repository)."""
+
+    def copy(source: Path, destination: Path) -> Path:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, destination)
+        return destination
+
+    return copy
+
+
+Behaviour = Callable[[BaseHTTPRequestHandler], None]
+
+
+class LoopbackServer:
+    """An HTTP server on 127.0.0.1 with one behaviour per path; records every request (path, headers)."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Behaviour] = {}
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                with server._lock:
+                    server.requests.append((self.path, dict(self.headers)))
+                behaviour = server.routes.get(self.path)
+                if behaviour is None:
+                    self.send_error(404)
+                    return
+                behaviour(self)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        class QuietServer(ThreadingHTTPServer):
+            daemon_threads = True
+            block_on_close = False
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # injected faults break connections on purpose
+
+        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def count(self, prefix: str = "") -> int:
+        with self._lock:
+            return sum(1 for path, _ in self.requests if path.startswith(prefix))
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # Behaviours -----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def body(data: bytes, content_type: str = "image/jpeg") -> Behaviour:
+        def respond(handler: BaseHTTPRequestHandler) -> None:
+            handler.send_response(200)
+            handler.send_header("Content-Type", content_type)
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+
+        return respond
+
+    @staticmethod
+    def status(code: int) -> Behaviour:
+        return lambda handler: handler.send_error(code)
+
+    @staticmethod
+    def flaky(failures: int, data: bytes) -> Behaviour:
+        """503 for the first ``failures`` requests, then the body."""
+        state = {"left": failures}
+
+        def respond(handler: BaseHTTPRequestHandler) -> None:
+            if state["left"] > 0:
+                state["left"] -= 1
+                handler.send_error(503)
+            else:
+                LoopbackServer.body(data)(handler)
+
+        return respond
+
+    @staticmethod
+    def slow(seconds: float, data: bytes) -> Behaviour:
+        def respond(handler: BaseHTTPRequestHandler) -> None:
+            time.sleep(seconds)
+            LoopbackServer.body(data)(handler)
+
+        return respond
+
+    @staticmethod
+    def reset() -> Behaviour:
+        """Abort the connection with a TCP reset before any response."""
+
+        def respond(handler: BaseHTTPRequestHandler) -> None:
+            handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            handler.connection.close()
+            handler.close_connection = True
+
+        return respond
+
+    @staticmethod
+    def short_body(data: bytes) -> Behaviour:
+        """Declare the full length, send half, close: the client sees an incomplete download."""
+
+        def respond(handler: BaseHTTPRequestHandler) -> None:
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data[: len(data) // 2])
+            handler.wfile.flush()
+            handler.close_connection = True
+
+        return respond
+
+    @staticmethod
+    def ranged(data: bytes) -> Behaviour:
+        """A static file that honours ``Range: bytes=N-`` (206), like a real web server."""
+
+        def respond(handler: BaseHTTPRequestHandler) -> None:
+            requested = handler.headers.get("Range")
+            start = int(requested.split("=")[1].rstrip("-")) if requested else 0
+            if start >= len(data):
+                handler.send_error(416)
+                return
+            handler.send_response(206 if requested else 200)
+            if requested:
+                handler.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            handler.send_header("Content-Length", str(len(data) - start))
+            handler.end_headers()
+            handler.wfile.write(data[start:])
+
+        return respond
+
+
+@pytest.fixture
+def data_http_server() -> Iterator[LoopbackServer]:
+    server = LoopbackServer()
+    yield server
+    server.close()

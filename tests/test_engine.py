@@ -1,0 +1,226 @@
+"""Configuration, training, resuming, distributed training, evaluation and Table II on a tiny real LFW subset."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from facegraph.cli import main
+from facegraph.engine.config import load_config
+from facegraph.engine.presets import CONFIGS_DIR, TABLE2_ROWS
+from facegraph.engine.schedules import lr_factor, temperature_at
+from facegraph.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+# Small and fast: 32 px, a handful of identities, two epochs.
+TINY = ["model.image_size=32", "train.epochs=2", "train.batch_size=16", "train.eval_batch_size=64",
+        "train.precision='fp32'", "train.channels_last=false", "train.threads=1"]
+
+
+def lfw_folder() -> Path:
+    root = os.environ.get("FACEGRAPH_DATA")
+    folder = Path(root) / "lfw" / "lfw-deepfunneled" if root else None
+    if folder is None or not folder.is_dir():
+        pytest.skip("needs real LFW: set FACEGRAPH_DATA to the shared data folder (holding lfw/)")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_lfw(tmp_path_factory) -> Path:
+    """6 LFW identities with >= 24 photos, 24 photos each, 32 px, split 50/25/25, with gender."""
+    from facegraph.data import Selection, prepare_lfw
+
+    out = tmp_path_factory.mktemp("data") / "lfw-tiny"
+    prepare_lfw(out, Selection(image_size=32, min_images=24, per_identity=24, max_identities=6,
+                               split={"train": 0.5, "val": 0.25, "test": 0.25}), lfw_dir=lfw_folder())
+    return out
+
+
+def train_cli(config: str, data: Path, out: Path, *extra: str) -> int:
+    args = ["train", "--config", str(CONFIGS_DIR / config), "--data", str(data), "--out", str(out)]
+    for assignment in [*TINY, *extra]:
+        args += ["--set", assignment]
+    return main(args)
+
+
+def metrics_rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+# --- configuration -------------------------------------------------------------------------------------------------
+
+def test_every_preset_loads():
+    for preset, names in TABLE2_ROWS.items():
+        for name in names:
+            config = load_config(CONFIGS_DIR / preset / f"{name}.toml")
+            assert config.name == name
+    paper = load_config(CONFIGS_DIR / "paper" / "iig-gender-age.toml")
+    assert paper.model.arch == "resnet101" and paper.train.batch_size == 150 and paper.model.image_size == 128
+    assert [f.name for f in paper.loss.iig_features] == ["gender", "age"]
+    assert paper.loss.target_weight == 0.0 and paper.optim.weight_decay == 1e-4 and paper.optim.momentum == 0.9
+
+
+def test_unknown_keys_and_wrong_types_are_named(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[model]\narch = "resnet50"\nwidht = 0.5\n')
+    with pytest.raises(ConfigError, match=r"bad.toml: unknown key widht in \[model\]"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="train.epochs: expected int, got str 'ten'"):
+        load_config(None, ["train.epochs=ten"])
+    with pytest.raises(ConfigError, match="model.variant must be one of"):
+        load_config(None, ["model.variant=gated"])
+    with pytest.raises(ConfigError, match="iig_features"):
+        load_config(None, ["model.variant=iig"])
+
+
+def test_overrides_are_typed():
+    config = load_config(CONFIGS_DIR / "cpu" / "aig-t0.5.toml",
+                         ["train.epochs=3", "model.arch=resnet18", "optim.lr=1", "optim.step_milestones=[2, 4]"])
+    assert config.train.epochs == 3 and config.model.arch == "resnet18"
+    assert config.optim.lr == 1.0 and isinstance(config.optim.lr, float)
+    assert config.optim.step_milestones == [2, 4]
+
+
+def test_schedules():
+    factors = [lr_factor(step, 10, 5, "cosine", warmup_epochs=1) for step in range(50)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:])) and factors[-1] < 0.01
+    assert lr_factor(45, 10, 5, "step", milestones=[2, 4], gamma=0.1) == pytest.approx(0.01)
+    assert lr_factor(25, 10, 5, "step", milestones=[2, 4], gamma=0.1) == pytest.approx(0.1)
+    assert lr_factor(15, 10, 5, "step", milestones=[2, 4], gamma=0.1) == 1.0
+    assert temperature_at(0, 5, 2.0, 0.5) == 2.0 and temperature_at(4, 5, 2.0, 0.5) == 0.5
+
+
+# --- training ------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def iig_run(tiny_lfw, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "iig"
+    assert train_cli("cpu/iig-gender.toml", tiny_lfw, run) == 0
+    return run
+
+
+def test_a_run_directory_holds_everything(iig_run, tiny_lfw):
+    for name in ("config.json", "environment.json", "dataset.json", "metrics.jsonl", "done.json",
+                 "checkpoints/last.pt", "checkpoints/best.pt", "eval/test.json", "eval/test-images.csv"):
+        assert (iig_run / name).exists(), name
+    config = json.loads((iig_run / "config.json").read_text())
+    assert config["model"]["image_size"] == 32 and config["train"]["epochs"] == 2
+    rows = metrics_rows(iig_run)
+    assert [row["epoch"] for row in rows] == [1, 2]
+    for row in rows:
+        assert set(row["train"]) >= {"loss", "cross_entropy", "target", "iig", "top1", "top5", "gate_rates",
+                                     "images_per_s", "data_wait_fraction"}
+        assert len(row["train"]["gate_rates"]) == 14 and len(row["val"]["gate_rates"]) == 14
+        assert row["train"]["iig"] > 0 and row["train"]["target"] == 0.0  # the IIG loss replaces the target loss
+        assert 0 < row["val"]["gmacs_mean"]
+    dataset = json.loads((iig_run / "dataset.json").read_text())
+    assert len(dataset["identities"]) == 6 and "gender" in dataset["features"]
+
+
+def test_evaluate_reports_cost_and_readout(iig_run, capsys):
+    assert main(["evaluate", str(iig_run), "--split", "test", "--json", "--no-timing"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    lines = (iig_run / "eval" / "test-images.csv").read_text().splitlines()
+    assert summary["images"] == len(lines) - 1 == 36
+    gmacs = summary["gmacs"]
+    assert 0 < gmacs["mean"] <= gmacs["dense"] and gmacs["std"] >= 0
+    assert summary["gflops"]["mean"] == pytest.approx(2 * gmacs["mean"])
+    gender = summary["readout"]["gender"]
+    assert gender["method"].startswith("iig-masks")
+    assert sum(map(sum, gender["confusion"])) == gender["images"] > 0
+    assert "skin_color" in summary["readout"]  # other features: prototypes from the training split
+    assert summary["readout"]["skin_color"]["method"].startswith("train-prototypes")
+    header = lines[0].split(",")
+    first = dict(zip(header, lines[1].split(",")))
+    assert len(first["gates"]) == 14 and int(first["active_gates"]) == first["gates"].count("1")
+    assert first["readout_gender"] in ("male", "female")
+    assert main(["evaluate", str(iig_run), "--no-timing"]) == 0
+    assert "read-out gender" in capsys.readouterr().out
+
+
+def test_an_existing_run_is_not_overwritten(iig_run, tiny_lfw, capsys):
+    assert train_cli("cpu/iig-gender.toml", tiny_lfw, iig_run) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_a_diverging_loss_stops_the_run(tiny_lfw, tmp_path, capsys):
+    assert train_cli("cpu/aig-t0.5.toml", tiny_lfw, tmp_path / "nan", "optim.lr=1e30") == 2
+    message = capsys.readouterr().err
+    assert "the loss became" in message and "epoch 1, step" in message
+
+
+def _comparable(rows: list[dict]) -> list[dict]:
+    """Metrics without the wall-clock fields."""
+    clean = []
+    for row in rows:
+        row = json.loads(json.dumps(row))
+        row.pop("seconds")
+        for key in ("images_per_s", "data_wait_fraction"):
+            row["train"].pop(key)
+        clean.append(row)
+    return clean
+
+
+def test_a_killed_run_resumes_to_the_same_result(tiny_lfw, tmp_path):
+    common = [*TINY, "train.epochs=3"]
+    uninterrupted = tmp_path / "uninterrupted"
+    assert train_cli("cpu/aig-t0.5.toml", tiny_lfw, uninterrupted, *common) == 0
+
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "facegraph", "train", "--config", str(CONFIGS_DIR / "cpu/aig-t0.5.toml"),
+               "--data", str(tiny_lfw), "--out", str(killed)]
+    for assignment in common:
+        command += ["--set", assignment]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (killed / "metrics.jsonl").exists():
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the second epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = len(metrics_rows(killed))
+    assert finished < 3, "the run was meant to be killed mid-training"
+    assert main(["train", "--config", str(CONFIGS_DIR / "cpu/aig-t0.5.toml"), "--data", str(tiny_lfw),
+                 "--out", str(killed), "--resume", *sum((["--set", a] for a in common), [])]) == 0
+    assert _comparable(metrics_rows(killed)) == _comparable(metrics_rows(uninterrupted))
+    first = json.loads((uninterrupted / "eval" / "test.json").read_text())
+    second = json.loads((killed / "eval" / "test.json").read_text())
+    assert first["top1"] == second["top1"] and first["gate_rates"] == second["gate_rates"]
+
+
+def test_torchrun_trains_with_two_processes(tiny_lfw, tmp_path):
+    run = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+               "-m", "facegraph", "train", "--config", str(CONFIGS_DIR / "cpu/aig-t0.5.toml"), "--data",
+               str(tiny_lfw), "--out", str(run)]
+    for assignment in [*TINY, "train.epochs=1"]:
+        command += ["--set", assignment]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (row,) = metrics_rows(run)
+    assert json.loads((run / "environment.json").read_text())["world_size"] == 2
+    assert len(row["train"]["gate_rates"]) == 14
+    assert (run / "done.json").exists() and (run / "eval" / "test.json").exists()
+
+
+def test_table2_trains_tabulates_and_reuses(tiny_lfw, tmp_path, capsys):
+    out = tmp_path / "table2"
+    args = ["table2", "--preset", "cpu", "--data", str(tiny_lfw), "--out", str(out), "--models",
+            "resnet50,aig-t0.5", *sum((["--set", a] for a in [*TINY, "train.epochs=1"]), [])]
+    assert main(args) == 0
+    table = (out / "table2.md").read_text()
+    assert "ConvNet-AIG [t=0.5]" in table and "ResNet-50 (width 0.25)" in table
+    rows = (out / "table2.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("preset,model,seeds,top1")
+    checkpoint = out / "aig-t0.5-seed0" / "checkpoints" / "best.pt"
+    stamp = checkpoint.stat().st_mtime_ns
+    assert main(args) == 0  # finished runs are reused, not retrained
+    assert checkpoint.stat().st_mtime_ns == stamp
+    capsys.readouterr()

@@ -1,0 +1,211 @@
+"""`facegraph report` on run directories written by hand to the contract of docs/run-directory.md, and the page
+rendered in headless Chromium."""
+
+import csv
+import html.parser
+import json
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facegraph.analysis.report import write_report
+from facegraph.cli import main
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+FEATURES = {"gender": ["male", "female"], "eye_color": ["black", "brown", "blue"], "age": ["<35", "35-45", "45-55", ">55"]}
+NUM_GATES = 8
+GENDER_GATE = 2  # 0-based: this gate opens exactly for female images
+
+
+def _write_dataset(root: Path, identities: list[dict]) -> list[str]:
+    paths = []
+    generator = np.random.default_rng(1)
+    for person in identities:
+        for index in range(person["images"]):
+            path = f"images/{person['name']}/{index:03d}.png"
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(generator.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(root / path)
+            paths.append(path)
+    return paths
+
+
+def make_gated_run(tmp_path: Path, name: str = "aig-run", num_identities: int = 6, images_each: int = 20) -> Path:
+    """An evaluated ConvNet-AIG-like run whose gate GENDER_GATE copies gender and whose wrong predictions use few gates."""
+    generator = np.random.default_rng(0)
+    identities = [{"name": f"Person_{i}", "images": images_each, "gender": FEATURES["gender"][i % 2],
+                   "age": FEATURES["age"][i % 4]} for i in range(num_identities)]
+    dataset_root = tmp_path / "dataset"
+    paths = _write_dataset(dataset_root, identities)
+    run = tmp_path / "runs" / name
+    (run / "eval").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"name": name, "model": {"arch": "resnet18", "variant": "aig", "target_rate": 0.5}}))
+    (run / "dataset.json").write_text(json.dumps({
+        "root": str(dataset_root), "image_size": 24, "center_crop": 1.0, "mean": [0.5] * 3, "std": [0.5] * 3,
+        "identities": [p["name"] for p in identities], "features": FEATURES,
+    }))
+    epochs = [{"epoch": e, "lr": 0.1, "train": {"loss": 3.0 - e, "top1": 0.2 * e, "top5": 0.3 * e, "gate_rates": [0.5] * NUM_GATES},
+               "val": {"top1": 0.15 * e, "top5": 0.25 * e, "gmacs_mean": 0.1, "gate_rates": [0.5] * NUM_GATES}} for e in (1, 2, 3)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
+    rows = []
+    sample = 0
+    for identity, person in enumerate(identities):
+        for _ in range(person["images"]):
+            gates = generator.integers(0, 2, NUM_GATES)
+            gates[GENDER_GATE] = int(person["gender"] == "female")
+            correct = int(generator.random() < gates.sum() / NUM_GATES)
+            rows.append({
+                "sample": sample, "path": paths[sample], "identity": identity, "name": person["name"],
+                "predicted": identity if correct else (identity + 1) % num_identities, "correct": correct,
+                "top5_correct": 1, "confidence": 0.5, "gmacs": 0.1 + 0.01 * gates.sum(), "active_gates": int(gates.sum()),
+                "gates": "".join(str(g) for g in gates), "gender": person["gender"], "eye_color": "unknown",
+                "age": person["age"], "readout_gender": person["gender"],
+            })
+            sample += 1
+    with (run / "eval" / "test-images.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (run / "eval" / "test.json").write_text(json.dumps({
+        "split": "test", "images": len(rows), "top1": float(np.mean([r["correct"] for r in rows])), "top5": 1.0,
+        "gmacs": {"mean": 0.14, "std": 0.02, "dense": 0.18, "counted": "conv+linear+norm"},
+        "gflops": {"mean": 0.28, "std": 0.04}, "gate_rates": [0.5] * NUM_GATES, "gated_blocks": list(range(1, NUM_GATES + 1)),
+        "readout": {"gender": {"method": "train-prototypes", "labels": ["male", "female"], "accuracy": 1.0, "images": len(rows),
+                               "confusion": [[60, 0], [0, 60]]}},
+    }))
+    return run
+
+
+def make_resnet_run(tmp_path: Path, name: str = "resnet-run") -> Path:
+    """An evaluated plain ResNet run: no gates at all."""
+    run = tmp_path / "runs" / name
+    (run / "eval").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"name": name, "model": {"arch": "resnet18", "variant": "resnet"}}))
+    (run / "dataset.json").write_text(json.dumps({"root": str(tmp_path / "dataset"), "image_size": 24, "mean": [0.5] * 3,
+                                                  "std": [0.5] * 3, "identities": ["A", "B"], "features": {"gender": ["male", "female"]}}))
+    (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "train": {"top1": 0.4, "top5": 0.9, "gate_rates": []},
+                                                   "val": {"top1": 0.35, "top5": 0.8, "gate_rates": []}}) + "\n")
+    (run / "eval" / "test.json").write_text(json.dumps({"split": "test", "images": 2, "top1": 0.5, "top5": 1.0,
+                                                         "gmacs": {"mean": 0.2, "std": 0.0, "dense": 0.2}, "gate_rates": [],
+                                                         "gated_blocks": [], "readout": {}}))
+    (run / "eval" / "test-images.csv").write_text(
+        "sample,path,identity,name,predicted,correct,top5_correct,confidence,gmacs,active_gates,gates,gender\n"
+        "0,images/a.png,0,A,0,1,1,0.9,0.2,0,,male\n1,images/b.png,1,B,0,0,1,0.6,0.2,0,,female\n"
+    )
+    return run
+
+
+class _Images(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"])
+
+
+def image_sources(page: str) -> list[str]:
+    parser = _Images()
+    parser.feed(page)
+    return parser.sources
+
+
+def test_report_figures_tables_and_numbers(tmp_path):
+    gated, plain = make_gated_run(tmp_path), make_resnet_run(tmp_path)
+    (tmp_path / "runs" / "table2.csv").write_text("model,top1,gmacs\nConvNet-AIG [t=0.5],41.67,0.140\n")
+    report = write_report([gated, plain], tmp_path / "report")
+    page = report.index.read_text()
+    sources = image_sources(page)
+    assert sources and len(sources) == len(report.figures)
+    for source in sources:
+        assert not Path(source).is_absolute()
+        with Image.open(report.index.parent / source) as image:
+            image.verify()
+    names = {Path(s).name for s in sources}
+    assert {"aig-run-fig1-curves.png", "resnet-run-fig1-curves.png", "aig-run-heatmap-gender.png",
+            "aig-run-heatmap-age.png", "aig-run-fig5-easy-hard.png", "aig-run-fig5-active-gates.png"} <= names
+    assert not any(name.startswith("resnet-run-heatmap") for name in names)
+    assert "aig-run-heatmap-eye_color.png" not in names  # every eye colour is unknown
+    # Table II rows come from each eval/test.json; the table2.csv beside the runs is shown verbatim.
+    summary = json.loads((gated / "eval" / "test.json").read_text())
+    assert f"{100 * summary['top1']:.2f}" in page and "50.00" in page
+    assert "ConvNet-AIG [t=0.5],41.67" not in page and "41.67" in page
+    # The gate that copies gender is the most informative block, numbered 1..k, with I = H(gender) = 1 bit here.
+    gender = next(r for r in report.features if r.heatmap.feature == "gender")
+    assert gender.findings[0].block == GENDER_GATE + 1
+    assert gender.findings[0].information_bits == pytest.approx(1.0)
+    assert (gender.findings[0].most_open_label, gender.findings[0].most_open_rate) == ("female", 1.0)
+    # Active gates: the comparison is of the CSV's own numbers.
+    with (gated / "eval" / "test-images.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    correct = [int(r["active_gates"]) for r in rows if r["correct"] == "1"]
+    wrong = [int(r["active_gates"]) for r in rows if r["correct"] == "0"]
+    comparison = report.active_gates["aig-run"]
+    assert comparison.correct_mean == pytest.approx(np.mean(correct)) and comparison.wrong_mean == pytest.approx(np.mean(wrong))
+    assert comparison.wrong_mean < comparison.correct_mean and comparison.test.p_two_sided < 0.05
+    assert "as the paper remarks" in page
+    assert "A plain ResNet" in page
+
+
+def test_report_command_and_errors(tmp_path, capsys):
+    gated = make_gated_run(tmp_path)
+    assert main(["report", str(gated), "--out", str(tmp_path / "out"), "--identities", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "index.html" in out and f"gated block {GENDER_GATE + 1} tells most" in out
+    assert main(["report", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out2")]) == 2
+    assert "nowhere does not exist" in capsys.readouterr().err
+    (gated / "eval" / "test-images.csv").write_text("sample,path\n0,a.png\n")
+    assert main(["report", str(gated), "--out", str(tmp_path / "out3")]) == 2
+    assert "missing column(s)" in capsys.readouterr().err
+
+
+def test_report_of_an_unevaluated_run_still_has_curves(tmp_path):
+    run = make_gated_run(tmp_path)
+    shutil.rmtree(run / "eval")
+    report = write_report([run], tmp_path / "report")
+    assert [p.name for p in report.figures] == ["aig-run-fig1-curves.png"]
+    assert "facegraph evaluate" in report.index.read_text()
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or (shutil.which("chromium-browser"))
+
+
+def _render(page: Path, screenshot: Path, profile: Path) -> subprocess.CompletedProcess:
+    command = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", f"--screenshot={screenshot}",
+               "--window-size=1200,3000", page.resolve().as_uri()]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def _console_errors(stderr: str) -> list[str]:
+    # Page console messages and failed loads; Chromium's own start-up chatter (dbus, GPU) is not about the page.
+    return [line for line in stderr.splitlines() if "CONSOLE" in line or "Failed to load resource" in line
+            or "ERR_FILE_NOT_FOUND" in line or "Uncaught" in line]
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed (apt-get install chromium; .ci/run does it)")
+def test_page_renders_in_headless_chromium(tmp_path):
+    report = write_report([make_gated_run(tmp_path), make_resnet_run(tmp_path)], tmp_path / "report")
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "report-page.png"
+    screenshot.unlink(missing_ok=True)
+    result = _render(report.index, screenshot, tmp_path / "profile")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _console_errors(result.stderr) == []
+    with Image.open(screenshot) as image:
+        assert image.size == (1200, 3000)
+        pixels = np.asarray(image.convert("L"))
+    assert pixels.std() > 10  # not a blank page
+    # The checks can fail: a page whose image is missing is caught by the same console check.
+    broken = report.index.parent / "broken.html"
+    broken.write_text(report.index.read_text().replace("aig-run-heatmap-gender.png", "missing.png", 1))
+    broken_result = _render(broken, tmp_path / "broken.png", tmp_path / "profile")
+    assert _console_errors(broken_result.stderr), broken_result.stderr[-2000:]
