@@ -14,7 +14,7 @@ import torch
 from facegraph.cli import main
 from facegraph.engine.config import load_config
 from facegraph.engine.presets import CONFIGS_DIR, TABLE2_ROWS
-from facegraph.engine.schedules import lr_factor, temperature_at
+from facegraph.engine.schedules import lr_factor, target_rates_at, temperature_at
 from facegraph.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,6 +95,10 @@ def test_schedules():
     assert lr_factor(25, 10, 5, "step", milestones=[2, 4], gamma=0.1) == pytest.approx(0.1)
     assert lr_factor(15, 10, 5, "step", milestones=[2, 4], gamma=0.1) == 1.0
     assert temperature_at(0, 5, 2.0, 0.5) == 2.0 and temperature_at(4, 5, 2.0, 0.5) == 0.5
+    final = torch.tensor([0.4, 0.5])
+    assert torch.allclose(target_rates_at(0, 4, final), torch.tensor([0.85, 0.875]))
+    assert torch.equal(target_rates_at(3, 4, final), final) and torch.equal(target_rates_at(9, 4, final), final)
+    assert torch.equal(target_rates_at(0, 0, final), final)
 
 
 # --- training ------------------------------------------------------------------------------------------------------

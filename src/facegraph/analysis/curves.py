@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 METRICS = ("top1", "top5")
 SPLIT_ORDER = ("train", "val", "test")
@@ -47,6 +48,7 @@ def plot_accuracy_curves(series: dict[str, dict[str, tuple[np.ndarray, np.ndarra
                       label=f"{final_split}, evaluated checkpoint ({100.0 * final[metric]:.1f}%)")
         axes.set_title(f"top-{metric[-1]} accuracy")
         axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylim(0, 100)
         axes.grid(alpha=0.3)
         axes.legend(fontsize="small", frameon=False, loc="lower right")
@@ -65,6 +67,7 @@ def plot_runs_comparison(named_series: Sequence[tuple[str, dict[str, dict[str, t
             x, y = series[split][metric]
             axes.plot(x, y, marker="o" if len(x) < 30 else None, markersize=3, label=label)
     axes.set_xlabel("epoch")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel(f"{split} top-{metric[-1]} accuracy (%)")
     axes.set_ylim(0, 100)
     axes.grid(alpha=0.3)

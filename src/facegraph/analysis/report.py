@@ -36,7 +36,7 @@ SIGNIFICANCE = 0.05
 
 @dataclass(frozen=True)
 class FeatureResult:
-    run: str
+    run: str  # the run's key: its directory name, made unique among the runs (figure files start with it)
     heatmap: FeatureHeatmap
     findings: list[BlockFinding]
 
@@ -48,7 +48,7 @@ class Report:
     index: Path
     figures: list[Path] = field(default_factory=list)
     features: list[FeatureResult] = field(default_factory=list)
-    active_gates: dict[str, ActiveGateComparison] = field(default_factory=dict)  # run name -> comparison
+    active_gates: dict[str, ActiveGateComparison] = field(default_factory=dict)  # run key -> comparison
 
 
 def _slug(text: str) -> str:
@@ -88,17 +88,23 @@ def _iig_masks(run: RunRecords, feature: str, labels: list[str]) -> list[tuple[i
     return None
 
 
-def _finding_sentence(label: str, feature: str, finding: BlockFinding) -> str:
+def finding_sentence(label: str, feature: str, finding: BlockFinding) -> str:
+    """One sentence: the gated block that tells most about `feature`, and for which label it opens more."""
+    if finding.information_bits <= 0.0:
+        return f"{label}: for {feature}, no gated block opens more for one label than for another (I = 0 bits for every block)."
     verdict = "above" if finding.above_chance else "not above"
     return (f"{label}: for {feature}, gated block {finding.block} tells most, I = {finding.information_bits:.3f} bits "
             f"({verdict} the chance level {finding.chance_bits:.3f}); it is open for {100 * finding.most_open_rate:.0f}% of "
             f"{finding.most_open_label} images and {100 * finding.least_open_rate:.0f}% of {finding.least_open_label} images.")
 
 
-def _comparison_sentence(label: str, comparison: ActiveGateComparison) -> str:
+def comparison_sentence(label: str, comparison: ActiveGateComparison) -> str:
+    """One sentence: do wrong predictions use fewer gates than correct ones (the paper's remark)?"""
     test = comparison.test
     if math.isnan(test.p_two_sided):
-        return f"{label}: the rank test needs both correct and wrong predictions with varying gate counts; not computed."
+        return (f"{label}: {test.n_a} correct and {test.n_b} wrong predictions, mean active gates "
+                f"{comparison.correct_mean:.2f} vs {comparison.wrong_mean:.2f}; no rank test (it needs both groups and "
+                "some variation in gate counts).")
     if test.p_two_sided >= SIGNIFICANCE:
         verdict = "no significant difference, so this run does not support the paper's remark"
     elif comparison.wrong_mean < comparison.correct_mean:
@@ -135,7 +141,7 @@ def _heatmap_items(run: RunRecords, figures: _FigureWriter, slug: str, report: R
             continue
         heatmap = feature_heatmap(feature, labels, images.gates, codes)
         findings = block_findings(heatmap)
-        report.features.append(FeatureResult(run.name, heatmap, findings))
+        report.features.append(FeatureResult(slug, heatmap, findings))
         masks = _iig_masks(run, feature, labels)
         caption = (f"{run.label}, {feature}: top, the fraction of {run.split} images of each label (n = images) for which "
                    f"each gated block ran; bottom, plug-in mutual information I(gate; {feature}) per block in bits, with "
@@ -184,7 +190,7 @@ def _easy_hard_items(run: RunRecords, figures: _FigureWriter, slug: str, report:
                     "differ most in active gates, the image with the fewest active gates ('easy', top) and the one with "
                     "the most ('hard', bottom). Images are read from the prepared dataset.")
     comparison = compare_active_gates(images.active_gates, images.correct, run.num_gates)
-    report.active_gates[run.name] = comparison
+    report.active_gates[slug] = comparison
     distribution = plot_active_gate_distribution(images.active_gates, images.correct, comparison,
                                                  f"{run.label}: active gates per {run.split} image")
     test = comparison.test
@@ -201,7 +207,7 @@ def _easy_hard_items(run: RunRecords, figures: _FigureWriter, slug: str, report:
             )],
             "Active gates, correct vs wrong",
         ),
-        Paragraph(_comparison_sentence(run.label, comparison)),
+        Paragraph(comparison_sentence(run.label, comparison)),
     ]
 
 
@@ -259,12 +265,13 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, *, split: 
     figures = _FigureWriter(out, report)
     sections = [_table2_section(runs)]
     run_sections = []
-    for run, slug in zip(runs, _unique_slugs(runs)):
+    slugs = _unique_slugs(runs)
+    for run, slug in zip(runs, slugs):
         logger.info("report: %s (%s)", run.name, run.label)
         run_sections.append(_run_section(run, figures, slug, report, max_identities))
-    labels = {run.name: run.label for run in runs}
-    statements = [Paragraph(_finding_sentence(labels[r.run], r.heatmap.feature, r.findings[0])) for r in report.features if r.findings]
-    statements += [Paragraph(_comparison_sentence(labels[name], comparison)) for name, comparison in report.active_gates.items()]
+    labels = {slug: run.label for run, slug in zip(runs, slugs)}
+    statements = [Paragraph(finding_sentence(labels[r.run], r.heatmap.feature, r.findings[0])) for r in report.features if r.findings]
+    statements += [Paragraph(comparison_sentence(labels[name], comparison)) for name, comparison in report.active_gates.items()]
     if statements:
         sections.append(Section("Measured statements", anchor="findings", items=statements))
     comparable = [(run.label, accuracy_series(run.epochs)) for run in runs if run.epochs]
@@ -279,6 +286,11 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, *, split: 
     report.index.write_text(render_page("facegraph report", intro, sections), encoding="utf-8")
     logger.info("report: wrote %s and %d figure(s)", report.index, len(report.figures))
     return report
+
+
+def build_report(run_dirs: Sequence[str | Path], out_dir: str | Path, **options) -> Path:
+    """write_report, returning only the page's path (what `facegraph demo` records)."""
+    return write_report(run_dirs, out_dir, **options).index
 
 
 def _method_section(split: str) -> Section:

@@ -44,8 +44,17 @@ def table2_row(run: RunRecords) -> dict[str, str]:
     }
 
 
+def _tidy(cell: str) -> str:
+    """A float written with full precision (41.666666666) shown with 3 decimals; anything else unchanged."""
+    try:
+        value = float(cell)
+    except ValueError:
+        return cell
+    return cell if cell.lstrip("-").isdigit() or value != value else f"{value:.3f}"
+
+
 def read_table2_csv(path: Path) -> tuple[list[str], list[list[str]]]:
-    """The header and rows of a table2.csv, as written (the report shows it verbatim)."""
+    """The header and rows of a table2.csv as written, numbers shown with 3 decimals."""
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             rows = [row for row in csv.reader(handle) if row]
@@ -55,14 +64,18 @@ def read_table2_csv(path: Path) -> tuple[list[str], list[list[str]]]:
         raise DataError(f"{path}: malformed CSV ({error})") from None
     if not rows:
         raise DataError(f"{path} is empty")
-    return rows[0], rows[1:]
+    return rows[0], [[_tidy(cell) for cell in row] for row in rows[1:]]
 
 
 def table2_files(runs: list[RunRecords]) -> list[Path]:
-    """table2.csv files in the runs' parent folders (each once, in run order)."""
+    """table2.csv files beside the runs: in their parent folder (`facegraph table2 --out`) or, failing that, the
+    folder above it (`facegraph demo` keeps runs in <out>/runs/ and the table in <out>); each once, in run order."""
     found: list[Path] = []
     for run in runs:
-        candidate = run.path.resolve().parent / TABLE2_FILE
-        if candidate.is_file() and candidate not in found:
-            found.append(candidate)
+        parent = run.path.resolve().parent
+        for candidate in (parent / TABLE2_FILE, parent.parent / TABLE2_FILE):
+            if candidate.is_file():
+                if candidate not in found:
+                    found.append(candidate)
+                break
     return found

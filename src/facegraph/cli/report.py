@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from facegraph.analysis.report import write_report
-
 
 def _positive_int(text: str) -> int:
     value = int(text)
@@ -24,16 +22,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: matplotlib would otherwise load on every `facegraph` command.
+    from facegraph.analysis.report import comparison_sentence, finding_sentence, write_report
+
     report = write_report(args.runs, args.out, split=args.split, max_identities=args.identities)
     print(f"report: {report.index} ({len(report.figures)} figures)")
     for result in report.features:
         if result.findings:
-            best = result.findings[0]
-            print(f"  {result.run} {result.heatmap.feature}: gated block {best.block} tells most, "
-                  f"{best.information_bits:.3f} bits (chance {best.chance_bits:.3f}), open for "
-                  f"{100 * best.most_open_rate:.0f}% of {best.most_open_label} vs {100 * best.least_open_rate:.0f}% of "
-                  f"{best.least_open_label}")
+            print("  " + finding_sentence(result.run, result.heatmap.feature, result.findings[0]))
     for name, comparison in report.active_gates.items():
-        print(f"  {name} active gates: correct {comparison.correct_mean:.2f}, wrong {comparison.wrong_mean:.2f} "
-              f"(Mann-Whitney AUC {comparison.test.auc:.3f}, p = {comparison.test.p_two_sided:.2g})")
+        print("  " + comparison_sentence(name, comparison))
     return 0

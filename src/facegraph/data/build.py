@@ -163,7 +163,7 @@ class _IdentityWork:
         return self.in_flight == 0 and (self.hopeless(min_images) or len(self.usable) >= self.target or not self.pending)
 
 
-def _identity_seed(seed: int, name: str) -> np.random.Generator:
+def _identity_rng(seed: int, name: str) -> np.random.Generator:
     # Seeded per identity, so an identity's sample does not depend on which other identities exist.
     return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
 
@@ -196,7 +196,7 @@ class _Scheduler:
     def _work_for(self, name: str) -> _IdentityWork:
         candidates = self.source.candidates[name]
         fixed = all(candidate.split is not None for candidate in candidates)
-        order = range(len(candidates)) if fixed else _identity_seed(self.selection.seed, name).permutation(len(candidates))
+        order = range(len(candidates)) if fixed else _identity_rng(self.selection.seed, name).permutation(len(candidates))
         target = len(candidates) if self.selection.per_identity is None or fixed else self.selection.per_identity
         # Ranks in the seeded order: kept images are sorted by rank, so the split is a seeded random one.
         return _IdentityWork(name, deque((rank, candidates[int(position)]) for rank, position in enumerate(order)), target)
@@ -211,7 +211,8 @@ class _Scheduler:
     def run(self) -> None:
         queue = deque(self._order())
         limit = self.selection.max_identities
-        estimate = sum(min(len(self.source.candidates[n]), self.selection.per_identity or 10**9) for n in list(queue)[: limit or None])
+        per_identity = self.selection.per_identity
+        estimate = sum(min(len(self.source.candidates[n]), per_identity or len(self.source.candidates[n])) for n in list(queue)[: limit or None])
         active: list[_IdentityWork] = []
         futures: dict[Future, tuple[_IdentityWork, int, Candidate]] = {}
         capacity = 4 * self.selection.workers

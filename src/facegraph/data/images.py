@@ -112,7 +112,7 @@ def cut_face(image: Image.Image, crop: FaceCrop, size: int, name: str, *, uprigh
         reason = "truncated_image" if "truncated" in str(error) else "unreadable_image"
         raise UnusableImage(reason, f"{name}: cannot be decoded ({error})") from None
     face = _to_rgb(image).resize((size, size), RESAMPLING, box=region)
-    return np.asarray(face, dtype=np.uint8)
+    return np.array(face, dtype=np.uint8)  # a writable copy
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -166,6 +166,8 @@ class CachedLoader:
         self.drop_last = train if drop_last is None else drop_last
         self.epoch = 0
         self.split_samples = np.asarray(dataset.split_indices(split), dtype=np.int64)
+        if self.split_samples.size == 0:
+            raise DataError(f"dataset {dataset.root} has no {split!r} images (its splits: {', '.join(dataset.splits) or 'none'})")
         if self.split_samples.size < num_replicas:
             raise DataError(f"split {split!r} of {dataset.root} has {self.split_samples.size} image(s), fewer than {num_replicas} replica(s)")
         self.images = image_cache(dataset)

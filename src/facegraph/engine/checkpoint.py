@@ -39,11 +39,12 @@ def restore_rng_states(states: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler, epoch: int, best_val_top1: float | None) -> None:
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler, epoch: int,
+                    best_val_top1: float | None) -> None:
     """`epoch` = number of finished epochs."""
     state = {
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "rng": rng_states(), "epoch": epoch, "best_val_top1": best_val_top1,
+        "scaler": scaler.state_dict(), "rng": rng_states(), "epoch": epoch, "best_val_top1": best_val_top1,
     }
     atomic_write_bytes(path, lambda tmp: torch.save(state, tmp))
 

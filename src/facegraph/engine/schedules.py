@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 
 def lr_factor(step: int, steps_per_epoch: int, epochs: int, schedule: str, warmup_epochs: float = 0.0,
               milestones: list[int] | tuple[int, ...] = (), gamma: float = 0.1) -> float:
@@ -26,3 +28,12 @@ def temperature_at(epoch: int, epochs: int, start: float, final: float | None) -
     if final is None or epochs <= 1:
         return start
     return start + (final - start) * epoch / (epochs - 1)
+
+
+def target_rates_at(epoch: int, warmup_epochs: int, final_rates: torch.Tensor) -> torch.Tensor:
+    """Target rates for `epoch` (0-based): from 1 (every block open) linearly down to `final_rates` over the first
+    `warmup_epochs` epochs, so the network learns its features before the gates are asked to close."""
+    if warmup_epochs <= 0:
+        return final_rates
+    progress = min(1.0, (epoch + 1) / warmup_epochs)
+    return 1.0 - progress * (1.0 - final_rates)

@@ -19,7 +19,7 @@ from facegraph.engine.checkpoint import load_checkpoint, restore_rng_states, sav
 from facegraph.engine.config import RunConfig
 from facegraph.engine.evaluate import evaluate_run, predict_split, summarize_predictions
 from facegraph.engine.metrics import MetricsLog, topk_correct
-from facegraph.engine.schedules import lr_factor, temperature_at
+from facegraph.engine.schedules import lr_factor, target_rates_at, temperature_at
 from facegraph.errors import ConfigError, FacegraphError
 from facegraph.flops import cost_table
 from facegraph.graphs import training_loss
@@ -144,6 +144,10 @@ def _train(config: RunConfig, data_root: str | Path, out: Path, resume: bool, co
         runs.write_json(out / runs.ENVIRONMENT_FILE, runs.environment(context.world_size, str(context.device)))
         runs.write_json(out / runs.DATASET_FILE, dataset_summary(dataset))
 
+    # fp16 needs loss scaling against gradient underflow; bf16 and fp32 do not (the scaler is then a no-op).
+    scaler = torch.amp.GradScaler(context.device.type, enabled=config.train.precision == "fp16")
+    if resumed and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     table = cost_table(model, dataset.image_size)
     ddp_model = DistributedDataParallel(model) if context.distributed else model
     writer = _tensorboard_writer(out) if context.is_main else None
@@ -152,9 +156,11 @@ def _train(config: RunConfig, data_root: str | Path, out: Path, resume: bool, co
                                            config.gumbel.final_temperature)
         train_loader.set_epoch(epoch)
         started = time.perf_counter()
-        train_stats = _train_one_epoch(ddp_model, model, train_loader, optimizer, scheduler, mask_codes, config,
-                                       context, epoch)
+        train_stats = _train_one_epoch(ddp_model, model, train_loader, optimizer, scheduler, scaler, mask_codes,
+                                       config, context, epoch)
         row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "temperature": model.temperature,
+               "target_rates": target_rates_at(epoch, config.loss.target_warmup_epochs,
+                                               model.gated_target_rates()).tolist(),
                "train": train_stats}
         if context.is_main:
             if val_loader is not None:
@@ -168,11 +174,9 @@ def _train(config: RunConfig, data_root: str | Path, out: Path, resume: bool, co
             if improved:
                 best_val_top1 = val_top1
             checkpoints = out / runs.CHECKPOINTS
-            save_checkpoint(checkpoints / "last.pt", model=model, optimizer=optimizer, scheduler=scheduler,
-                            epoch=epoch + 1, best_val_top1=best_val_top1)
-            if improved:
-                save_checkpoint(checkpoints / "best.pt", model=model, optimizer=optimizer, scheduler=scheduler,
-                                epoch=epoch + 1, best_val_top1=best_val_top1)
+            for name in ("last", "best") if improved else ("last",):
+                save_checkpoint(checkpoints / f"{name}.pt", model=model, optimizer=optimizer, scheduler=scheduler,
+                                scaler=scaler, epoch=epoch + 1, best_val_top1=best_val_top1)
             metrics.append(row)
             _log_epoch(row, writer)
         distributed.barrier(context)
@@ -186,12 +190,13 @@ def _train(config: RunConfig, data_root: str | Path, out: Path, resume: bool, co
     return out
 
 
-def _train_one_epoch(ddp_model: torch.nn.Module, model: GatedResNet, loader, optimizer, scheduler, mask_codes,
-                     config: RunConfig, context: distributed.Context, epoch: int) -> dict:
+def _train_one_epoch(ddp_model: torch.nn.Module, model: GatedResNet, loader, optimizer, scheduler, scaler,
+                     mask_codes, config: RunConfig, context: distributed.Context, epoch: int) -> dict:
     ddp_model.train()
     totals = EpochTotals()
     gate_sums = torch.zeros(model.num_gates, dtype=torch.float64)
-    target_rates = model.gated_target_rates().to(context.device)
+    target_rates = target_rates_at(epoch, config.loss.target_warmup_epochs,
+                                   model.gated_target_rates()).to(context.device)
     loss_weights = {"target_weight": config.loss.target_weight if config.model.variant != "resnet" else 0.0,
                     "iig_weight": config.loss.iig_weight if config.model.variant == "iig" else 0.0}
     if config.model.variant == "iig" and not config.loss.iig_weight:
@@ -219,8 +224,9 @@ def _train_one_epoch(ddp_model: torch.nn.Module, model: GatedResNet, loader, opt
                                    f"(cross-entropy {parts.cross_entropy.item()}, target {parts.target.item()}, "
                                    f"iig {parts.iig.item()}); lower optim.lr or check the data")
         optimizer.zero_grad(set_to_none=True)
-        parts.total.backward()
-        optimizer.step()
+        scaler.scale(parts.total).backward()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         count = images.shape[0]
         hits = topk_correct(logits.detach(), identities)

@@ -12,7 +12,7 @@ import logging
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -70,15 +70,14 @@ def _columns_of(first_row: list[str], path: Path) -> tuple[dict[str, int], bool]
     raise DataError(f"{path}, line 1: neither the header {','.join(INDEX_COLUMNS)!r} nor a data row: {first_row!r}")
 
 
-def read_index(path: str | Path) -> tuple[list[IndexRow], Counter]:
-    """Rows of ``IMDb-Face.csv`` (tab or comma separated, CRLF, BOM, quoting tolerated) and malformed-row counts."""
+def iter_index(path: str | Path, dropped: Counter) -> Iterator[IndexRow]:
+    """Rows of ``IMDb-Face.csv`` one at a time (tab or comma separated, CRLF, BOM, quoting tolerated); malformed
+    rows are logged and counted in ``dropped``. Streamed: the official file has about 1.7 M rows."""
     path = Path(path)
     try:
         handle = path.open(newline="", encoding="utf-8-sig")
     except OSError as error:
         raise DataError(f"cannot read IMDb-Face index {path}: {error.strerror}") from None
-    rows: list[IndexRow] = []
-    dropped: Counter = Counter()
     with handle:
         first_line = handle.readline()
         handle.seek(0)
@@ -91,17 +90,21 @@ def read_index(path: str | Path) -> tuple[list[IndexRow], Counter]:
             columns, has_header = _columns_of(first, path)
             records: Iterator[list[str]] = reader if has_header else _prepend(first, reader)
             for record in records:
-                line = reader.line_num
                 if not any(cell.strip() for cell in record):
                     continue
-                row = _parse_row(record, columns, path, line)
+                row = _parse_row(record, columns, path, reader.line_num)
                 if row is None:
                     dropped["malformed_row"] += 1
                 else:
-                    rows.append(row)
+                    yield row
         except csv.Error as error:
             raise DataError(f"{path}, line {reader.line_num}: unreadable CSV ({error})") from None
-    return rows, dropped
+
+
+def read_index(path: str | Path) -> tuple[list[IndexRow], Counter]:
+    """All rows of an index and the malformed-row counts."""
+    dropped: Counter = Counter()
+    return list(iter_index(path, dropped)), dropped
 
 
 def _prepend(first: list[str], rest: Iterator[list[str]]) -> Iterator[list[str]]:
@@ -134,18 +137,6 @@ def _parse_row(record: list[str], columns: dict[str, int], path: Path, line: int
     return IndexRow(line, cell["name"], cell.get("index", ""), tuple(box), frame, cell["url"])
 
 
-def identity_names(rows: list[IndexRow]) -> tuple[dict[int, str], list[str]]:
-    """Identity name per row line; a name used for several IMDb ids becomes ``<name>_<id>`` for each of them."""
-    ids_of_name: dict[str, set[str]] = defaultdict(set)
-    for row in rows:
-        ids_of_name[row.name].add(row.imdb_id)
-    shared = {name for name, ids in ids_of_name.items() if len(ids) > 1}
-    anomalies = [f"name {name} is used for several IMDb ids ({', '.join(sorted(ids_of_name[name]))}): kept apart as <name>_<id>" for name in sorted(shared)]
-    for anomaly in anomalies:
-        logger.warning(anomaly)
-    return {row.line: f"{row.name}_{row.imdb_id}" if row.name in shared else row.name for row in rows}, anomalies
-
-
 def scan_index(
     csv_path: str | Path,
     *,
@@ -160,15 +151,13 @@ def scan_index(
     low, high = aspect_ratio
     if not 0 < low <= high:
         raise DataError(f"aspect ratio range {low}..{high} is not a range of positive numbers")
-    rows, dropped = read_index(csv_path)
-    names, anomalies = identity_names(rows)
-    attributes: dict[str, IdentityAttributes] = {}
+    anomalies: list[str] = []
+    by_name: dict[str, IdentityAttributes] = {}
     if annotations is not None:
-        attributes, annotation_anomalies = annotations_by_name(read_coded_annotations(annotations), annotations)
-        anomalies += annotation_anomalies
-    candidates: dict[str, list[Candidate]] = defaultdict(list)
-    dropped_identities: Counter = Counter()
-    for row in rows:
+        by_name, anomalies = annotations_by_name(read_coded_annotations(annotations), annotations)
+    dropped: Counter = Counter()
+    by_person: dict[tuple[str, str], list[Candidate]] = defaultdict(list)
+    for row in iter_index(csv_path, dropped):
         x1, y1, x2, y2 = row.box
         where = f"{csv_path.name} line {row.line} ({row.url})"
         if not low <= (x2 - x1) / (y2 - y1) <= high:
@@ -178,11 +167,14 @@ def scan_index(
             dropped["box_outside_photo"] += 1
             logger.warning("skipped (box_outside_photo) %s: box %s outside the %d x %d photo", where, row.box, row.frame[1], row.frame[0])
             continue
-        name = names[row.line]
-        if only_annotated and name not in attributes:
+        if only_annotated and row.name not in by_name:
             dropped["not_annotated"] += 1
             continue
-        candidates[name].append(Candidate(name, row.url, FaceCrop(box=row.box, box_frame=row.frame), where))
+        by_person[(row.name, row.imdb_id)].append(Candidate(row.name, row.url, FaceCrop(box=row.box, box_frame=row.frame), where))
+    candidates, name_of_identity, naming_anomalies = _identities_of(by_person)
+    anomalies += naming_anomalies
+    # Annotations are looked up by the index's name, so `<name>_<id>` identities keep their person's labels.
+    attributes = {identity: by_name[name] for identity, name in name_of_identity.items() if name in by_name}
     cache = DownloadCache(download_dir)
 
     def make_face(candidate: Candidate, size: int) -> np.ndarray:
@@ -208,11 +200,32 @@ def scan_index(
             "only_annotated": only_annotated,
         },
         dropped_images=dropped,
-        dropped_identities=dropped_identities,
         anomalies=anomalies,
         attributes=attributes,
         attribute_sources=[str(annotations)] if annotations else [],
     )
+
+
+def _identities_of(by_person: dict[tuple[str, str], list[Candidate]]) -> tuple[dict[str, list[Candidate]], dict[str, str], list[str]]:
+    """Candidates per identity, the index name of each identity, anomalies. An identity is the name, or
+    ``<name>_<id>`` for each person where a name has several IMDb ids."""
+    ids_of_name: dict[str, list[str]] = defaultdict(list)
+    for name, imdb_id in by_person:
+        ids_of_name[name].append(imdb_id)
+    anomalies = [
+        f"name {name} is used for several IMDb ids ({', '.join(sorted(ids))}): kept apart as <name>_<id>"
+        for name, ids in sorted(ids_of_name.items())
+        if len(ids) > 1
+    ]
+    for anomaly in anomalies:
+        logger.warning(anomaly)
+    candidates: dict[str, list[Candidate]] = {}
+    name_of_identity: dict[str, str] = {}
+    for (name, imdb_id), cands in by_person.items():
+        identity = f"{name}_{imdb_id}" if len(ids_of_name[name]) > 1 else name
+        candidates[identity] = [replace(c, identity=identity) for c in cands] if identity != name else cands
+        name_of_identity[identity] = name
+    return candidates, name_of_identity, anomalies
 
 
 def default_download_dir(out: str | Path) -> Path:

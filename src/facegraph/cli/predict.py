@@ -1,0 +1,56 @@
+"""`facegraph predict`: top-5 identities, the blocks that ran, attributes read out from the gates and the cost, per photo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from facegraph.engine.predict import Prediction, PredictionFailure, predict_run
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("predict", help="identify faces in photos with a trained run and show their inference graphs")
+    parser.add_argument("run_dir", metavar="RUN", help="run directory written by `facegraph train`")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="photos (any size; cut as the run's dataset was prepared)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="weights to use (default: best)")
+    parser.add_argument("--batch-size", type=_positive_int, default=32, help="photos per forward pass (default: 32)")
+    parser.set_defaults(run=run)
+
+
+def _print_text(prediction: Prediction) -> None:
+    print(prediction.image)
+    print("  top-5: " + ", ".join(f"{name} {probability:.3f}" for name, probability in prediction.top5))
+    num_gates = len(prediction.gates)
+    if num_gates:
+        opened = " ".join(map(str, prediction.open_gates)) or "none"
+        print(f"  gated blocks run: {len(prediction.open_gates)} of {num_gates} ({opened}); "
+              f"blocks run: {prediction.blocks_run} of {prediction.blocks_total}")
+    else:
+        print(f"  blocks run: all {prediction.blocks_total} (no gates)")
+    for estimate in prediction.attributes:
+        others = ", ".join(f"{label} {distance:.2f}" for label, distance in estimate.distances.items() if label != estimate.label)
+        print(f"  {estimate.feature}: {estimate.label} (eq. 5 distance {estimate.distance:.2f}; {others}; {estimate.method})")
+    print(f"  GMACs: {prediction.gmacs:.4f} of {prediction.dense_gmacs:.4f} dense")
+
+
+def run(args: argparse.Namespace) -> int:
+    results = predict_run(args.run_dir, args.images, checkpoint=args.checkpoint, batch_size=args.batch_size)
+    failures = [r for r in results if isinstance(r, PredictionFailure)]
+    if args.json:
+        print(json.dumps({"run": args.run_dir, "predictions": [r.to_dict() for r in results]}, indent=2))
+    else:
+        for result in results:
+            if isinstance(result, Prediction):
+                _print_text(result)
+    for failure in failures:
+        print(f"facegraph predict: error: {failure.error}", file=sys.stderr)
+    return 2 if failures else 0

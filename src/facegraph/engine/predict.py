@@ -1,0 +1,191 @@
+"""`facegraph predict`: ask a trained run about photos: identities, the inference graph taken, attributes, cost.
+
+Photos are cut and normalised as the run's dataset was prepared, run in batches with deterministic, skipping gates,
+and each is described by its top-5 identities, the gated blocks that ran, the attributes read out from the gates
+(eq. 5) with their distances, and the GMACs it cost. An unreadable photo gets an error naming it; the others still
+get their prediction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from facegraph.data.images import load_image_for_inference
+from facegraph.engine.runs import EVAL_DIR, RunInfo, load_trained_model
+from facegraph.errors import DataError, FacegraphError
+from facegraph.graphs import read_out
+from facegraph.models import GatedResNet
+
+logger = logging.getLogger(__name__)
+
+TOP_K = 5
+
+
+@dataclass(frozen=True)
+class LabelReference:
+    """What eq. 5 compares a photo's gates with for one feature: a row per label over some of the gates."""
+
+    feature: str
+    labels: list[str]
+    rows: torch.Tensor  # (p, len(gates)): 0/1 IIG masks, or per-label mean gate vectors (prototypes)
+    gates: list[int]  # the gate columns (0-based, gate order) the rows refer to
+    method: str  # "iig-masks" or "train-prototypes"
+
+
+@dataclass(frozen=True)
+class AttributeEstimate:
+    feature: str
+    label: str
+    distance: float  # eq. 5: squared distance of the photo's gates to the chosen label's row
+    distances: dict[str, float]  # to every label's row
+    method: str
+
+
+@dataclass(frozen=True)
+class Prediction:
+    image: str
+    top5: list[tuple[str, float]]  # identity name, softmax probability; best first
+    gates: str  # one 0/1 character per gated block, in gate order
+    open_gates: list[int]  # gated blocks that ran, numbered 1..k as in the report's figures
+    blocks_run: int  # residual blocks that ran, always-on blocks included
+    blocks_total: int
+    gmacs: float  # this photo's cost (conv + linear + norm, as `facegraph flops` counts)
+    dense_gmacs: float  # the cost with every block running
+    attributes: list[AttributeEstimate]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["top5"] = [{"identity": name, "probability": probability} for name, probability in self.top5]
+        return data
+
+
+@dataclass(frozen=True)
+class PredictionFailure:
+    image: str
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _stored_prototypes(run_dir: Path, labels_of: dict[str, list[str]], num_gates: int) -> dict[str, torch.Tensor]:
+    """Per-label mean gate vectors that evaluate stored in eval/<split>.json (readout.<feature>.prototypes), if any."""
+    for split in ("test", "val"):
+        path = run_dir / EVAL_DIR / f"{split}.json"
+        if not path.is_file():
+            continue
+        try:
+            readout = json.loads(path.read_text()).get("readout", {})
+        except ValueError as error:
+            raise DataError(f"{path} is not valid JSON ({error})") from None
+        found = {}
+        for feature, result in readout.items():
+            rows = result.get("prototypes")
+            if feature in labels_of and rows is not None and result.get("method", "").startswith("train-prototypes"):
+                tensor = torch.tensor(rows, dtype=torch.float32)
+                if tensor.shape == (len(labels_of[feature]), num_gates):
+                    found[feature] = tensor
+        return found
+    return {}
+
+
+def label_references(model: GatedResNet, info: RunInfo) -> list[LabelReference]:
+    """IIG masks of the features the run was trained with, then train-split prototypes for the other features where
+    the run has them (RunInfo.prototypes, or readout prototypes stored by evaluate)."""
+    if model.num_gates == 0:
+        return []
+    features: dict[str, list[str]] = info.dataset.get("features", {})
+    references = [LabelReference(feature, list(masks.labels), masks.matrix(), masks.feature_gates, "iig-masks")
+                  for feature, masks in info.feature_masks.items()]
+    prototypes = {feature: rows for feature, (_, rows) in (getattr(info, "prototypes", None) or {}).items()}
+    if not prototypes:
+        prototypes = _stored_prototypes(Path(info.path), features, model.num_gates)
+    all_gates = list(range(model.num_gates))
+    references += [LabelReference(feature, features[feature], rows.float(), all_gates, "train-prototypes")
+                   for feature, rows in prototypes.items() if feature in features and feature not in info.feature_masks]
+    missing = [feature for feature in features if feature not in {r.feature for r in references}]
+    if missing:
+        logger.info("no IIG masks or stored train-split prototypes for %s: those attributes are not estimated", ", ".join(missing))
+    return references
+
+
+def estimate_attributes(gate_values: torch.Tensor, references: Sequence[LabelReference]) -> list[list[AttributeEstimate]]:
+    """Eq. 5 for every photo (rows of `gate_values`, (B, k)) and every feature: the nearest label and all distances."""
+    per_image: list[list[AttributeEstimate]] = [[] for _ in range(gate_values.shape[0])]
+    for reference in references:
+        chosen, distances = read_out(gate_values[:, reference.gates], reference.rows)
+        for row, label in enumerate(chosen.tolist()):
+            by_label = {name: float(d) for name, d in zip(reference.labels, distances[row].tolist())}
+            per_image[row].append(AttributeEstimate(reference.feature, reference.labels[label],
+                                                    by_label[reference.labels[label]], by_label, reference.method))
+    return per_image
+
+
+def _load_batch(paths: Sequence[Path], dataset: dict) -> tuple[list[tuple[int, torch.Tensor]], dict[int, str]]:
+    loaded, failures = [], {}
+    for position, path in enumerate(paths):
+        try:
+            loaded.append((position, load_image_for_inference(path, dataset)))
+        except DataError as error:
+            failures[position] = str(error)
+    return loaded, failures
+
+
+@torch.no_grad()
+def predict_images(model: GatedResNet, info: RunInfo, images: Sequence[str | Path], *, batch_size: int = 32) -> list[Prediction | PredictionFailure]:
+    """One result per photo in input order; photos are loaded and run `batch_size` at a time."""
+    if batch_size < 1:
+        raise FacegraphError(f"batch size must be >= 1, got {batch_size}")
+    model.eval()
+    names = info.dataset["identities"]
+    references = label_references(model, info)
+    table = info.cost_table
+    dense_gmacs = table.dense_macs() / 1e9
+    gated = set(model.gated_blocks)
+    always_run = len(model.blocks) - len(gated)
+    device = next(model.parameters()).device
+    # The run's own precision, so a photo takes the inference graph evaluate would give it (fp16 is CUDA-only).
+    precision = info.config.train.precision if device.type == "cuda" or info.config.train.precision != "fp16" else "fp32"
+    results: list[Prediction | PredictionFailure] = []
+    for start in range(0, len(images), batch_size):
+        paths = [Path(p) for p in images[start:start + batch_size]]
+        loaded, failures = _load_batch(paths, info.dataset)
+        predictions: dict[int, Prediction] = {}
+        if loaded:
+            batch = torch.stack([tensor for _, tensor in loaded]).to(device)
+            logits, gate_values = model.infer(batch, skip=True, precision=precision)
+            logits, gate_values = logits.cpu(), gate_values.cpu()
+            probabilities, classes = logits.softmax(dim=1).topk(min(TOP_K, logits.shape[1]), dim=1)
+            costs = (table.per_image_macs(gate_values) / 1e9).tolist()
+            attributes = estimate_attributes(gate_values, references)
+            for row, (position, _) in enumerate(loaded):
+                gates = [int(g) for g in gate_values[row].tolist()]
+                predictions[position] = Prediction(
+                    image=str(paths[position]),
+                    top5=[(names[c], float(p)) for c, p in zip(classes[row].tolist(), probabilities[row].tolist())],
+                    gates="".join(map(str, gates)),
+                    open_gates=[number for number, g in enumerate(gates, start=1) if g],
+                    blocks_run=always_run + sum(gates),
+                    blocks_total=len(model.blocks),
+                    gmacs=costs[row],
+                    dense_gmacs=dense_gmacs,
+                    attributes=attributes[row],
+                )
+        for position, path in enumerate(paths):
+            results.append(predictions[position] if position in predictions else PredictionFailure(str(path), failures[position]))
+        logger.debug("predicted %d of %d photos", min(start + batch_size, len(images)), len(images))
+    return results
+
+
+def predict_run(run_dir: str | Path, images: Sequence[str | Path], *, checkpoint: str = "best", batch_size: int = 32) -> list[Prediction | PredictionFailure]:
+    """Load the run's model (its `best` checkpoint by default) and predict every photo."""
+    if not images:
+        raise FacegraphError("predict: give at least one image")
+    model, info = load_trained_model(run_dir, checkpoint)
+    return predict_images(model, info, images, batch_size=batch_size)

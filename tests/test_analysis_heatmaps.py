@@ -1,0 +1,46 @@
+"""Figs. 2-4: the open-rate matrix, the per-block findings and the figure itself."""
+
+import numpy as np
+import pytest
+
+from facegraph.analysis.heatmaps import block_findings, feature_heatmap, open_rate_matrix, plot_feature_heatmap
+
+
+def test_open_rate_matrix_is_the_hand_computed_mean():
+    gates = np.array([[1, 0, 1], [1, 1, 0], [0, 0, 0], [1, 1, 1], [0, 1, 1]])
+    codes = np.array([0, 0, 1, 1, -1])  # the last image's label is unknown: left out
+    rates, counts = open_rate_matrix(gates, codes, 3)
+    assert counts.tolist() == [2, 2, 0]
+    assert rates[0].tolist() == [1.0, 0.5, 0.5]
+    assert rates[1].tolist() == [0.5, 0.5, 0.5]
+    assert np.isnan(rates[2]).all()  # a label without images is blank, not "never open"
+
+
+def test_findings_name_the_informative_block_and_its_labels():
+    generator = np.random.default_rng(0)
+    codes = np.repeat([0, 1, -1], [300, 300, 50])
+    gates = generator.integers(0, 2, (650, 6))
+    gates[:, 3] = codes == 1  # block 4 (1-based) opens for "female" only
+    gates[:, 5] = np.where(codes == 0, generator.random(650) < 0.8, generator.random(650) < 0.5)  # weaker, for males
+    heatmap = feature_heatmap("gender", ["male", "female"], gates, codes)
+    assert heatmap.counts.tolist() == [300, 300]
+    assert heatmap.label_entropy == pytest.approx(1.0)
+    first, second = block_findings(heatmap, top=2)
+    assert (first.block, first.most_open_label, first.most_open_rate, first.least_open_rate) == (4, "female", 1.0, 0.0)
+    assert first.information_bits == pytest.approx(1.0) and first.above_chance
+    assert second.block == 6 and second.most_open_label == "male" and second.above_chance
+    assert second.most_open_rate == pytest.approx(gates[codes == 0, 5].mean())
+
+
+def test_heatmap_figure_has_labelled_axes_and_a_colour_bar(tmp_path):
+    codes = np.array([0, 1, 1, 2])
+    gates = np.array([[1, 0], [0, 1], [0, 1], [1, 1]])
+    heatmap = feature_heatmap("skin_color", ["black", "brown", "white"], gates, codes)
+    figure = plot_feature_heatmap(heatmap, "title", masks=[[0], [1], []])
+    labels = [axes.get_ylabel() for axes in figure.axes]
+    assert "label (test images)" in labels and "bits" in labels
+    assert any(axes.get_xlabel() == "mean open rate" for axes in figure.axes)  # the colour bar, above the heatmap
+    tick_texts = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+    assert tick_texts == ["black (n=1)", "brown (n=2)", "white (n=1)"]
+    figure.savefig(tmp_path / "heatmap.png")
+    assert (tmp_path / "heatmap.png").stat().st_size > 1000

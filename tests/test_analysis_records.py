@@ -1,0 +1,92 @@
+"""Reading run outputs (docs/run-directory.md), the Fig. 1 series and the Table II row."""
+
+import json
+
+import pytest
+
+from facegraph.analysis.curves import accuracy_series, plot_accuracy_curves
+from facegraph.analysis.records import model_label, read_image_records, read_metrics, read_run_records
+from facegraph.analysis.table2 import read_table2_csv, table2_row
+from facegraph.errors import DataError, FacegraphError
+
+FEATURES = {"gender": ["male", "female"], "age": ["<35", "35-45", "45-55", ">55"]}
+HEADER = "sample,path,identity,name,predicted,correct,top5_correct,confidence,gmacs,active_gates,gates,gender,age,readout_gender\n"
+
+
+def test_image_records_are_parsed_and_coded(tmp_path):
+    path = tmp_path / "test-images.csv"
+    path.write_text(HEADER + "4,images/a.jpg,0,A,0,1,1,0.9,0.21,2,0110,female,unknown,female\n"
+                             "7,images/b.jpg,1,B,0,0,1,0.4,0.12,0,0000,male,>55,female\n")
+    records = read_image_records(path, FEATURES)
+    assert len(records) == 2 and records.num_gates == 4
+    assert records.gates.tolist() == [[0, 1, 1, 0], [0, 0, 0, 0]]
+    assert records.correct.tolist() == [True, False] and records.active_gates.tolist() == [2, 0]
+    assert records.labels["gender"].tolist() == [1, 0] and records.labels["age"].tolist() == [-1, 3]
+    assert records.readout == {"gender": ["female", "female"]}
+    assert records.path == ["images/a.jpg", "images/b.jpg"] and records.gmacs.tolist() == [0.21, 0.12]
+
+
+@pytest.mark.parametrize("row, message", [
+    ("4,a.jpg,0,A,0,1,1,0.9,0.21,2,01x0,female,<35,male", "line 3, column gates"),
+    ("4,a.jpg,0,A,0,1,1,0.9,0.21,2,011,female,<35,male", "line 3, column gates"),
+    ("4,a.jpg,zero,A,0,1,1,0.9,0.21,2,0110,female,<35,male", "line 3, column identity"),
+    ("4,a.jpg,0,A,0,1,1,0.9,0.21,2,0110,woman,<35,male", "line 3, column gender: label 'woman'"),
+    ("4,a.jpg,0,A,0,1,1,0.9", "line 3: 14 fields expected"),
+])
+def test_malformed_rows_are_named(tmp_path, row, message):
+    path = tmp_path / "test-images.csv"
+    path.write_text(HEADER + "1,b.jpg,0,A,0,1,1,0.9,0.21,2,0110,male,<35,male\n" + row + "\n")
+    with pytest.raises(DataError, match=message) as error:
+        read_image_records(path, FEATURES)
+    assert str(path) in str(error.value)
+
+
+def test_metrics_and_run_directory_errors(tmp_path):
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text('{"epoch": 1, "train": {"top1": 0.5}}\n\n{"epoch": 2, "train": {"top1": 0.6}}\nnot json\n')
+    with pytest.raises(DataError, match="metrics.jsonl, line 4"):
+        read_metrics(metrics)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FacegraphError, match="is not a run directory"):
+        read_run_records(tmp_path / "empty")
+    run = tmp_path / "run"
+    (run / "eval").mkdir(parents=True)
+    (run / "metrics.jsonl").write_text('{"epoch": 1, "train": {"top1": 0.5}}\n')
+    (run / "dataset.json").write_text(json.dumps({"features": FEATURES}))
+    (run / "eval" / "test.json").write_text(json.dumps({"top1": 0.5, "gated_blocks": [3, 4, 5]}))
+    (run / "eval" / "test-images.csv").write_text(HEADER + "1,b.jpg,0,A,0,1,1,0.9,0.21,2,0110,male,<35,male\n")
+    with pytest.raises(DataError, match="rows have 4 gates but .* lists 3 gated blocks"):
+        read_run_records(run)
+
+
+def test_accuracy_series_and_curves():
+    epochs = [{"epoch": 1, "lr": 0.1, "train": {"top1": 0.1, "top5": 0.3, "gate_rates": []}, "val": {"top1": 0.05}},
+              {"epoch": 2, "train": {"top1": 0.2, "top5": 0.4}, "val": {"top1": 0.15, "top5": 0.35}}]
+    series = accuracy_series(epochs)
+    assert list(series) == ["train", "val"]
+    assert series["train"]["top1"][0].tolist() == [1, 2] and series["train"]["top1"][1] == pytest.approx([10.0, 20.0])
+    assert series["val"]["top5"][0].tolist() == [2]  # epoch 1 had no val top-5
+    figure = plot_accuracy_curves(series, "run", {"top1": 0.12, "top5": 0.4})
+    top1_axes = figure.axes[0]
+    assert top1_axes.get_xlabel() == "epoch" and top1_axes.get_ylabel() == "accuracy (%)"
+    star = [line for line in top1_axes.get_lines() if line.get_marker() == "*"][0]
+    assert star.get_xdata().tolist() == [2] and star.get_ydata().tolist() == pytest.approx([12.0])
+
+
+def test_model_labels_and_table_rows(tmp_path):
+    assert model_label({"model": {"arch": "resnet101", "variant": "resnet"}}, "x") == "ResNet-101"
+    assert model_label({"model": {"arch": "resnet50", "variant": "aig", "target_rate": 0.4}}, "x") == "ConvNet-AIG [t=0.4] ResNet-50"
+    iig = {"model": {"arch": "resnet50", "variant": "iig"}, "loss": {"iig_features": [{"name": "gender"}, {"name": "age"}]}}
+    assert model_label(iig, "x") == "ConvNet-IIG (Gender + Age) ResNet-50"
+    assert model_label({}, "fallback") == "fallback"
+    run = tmp_path / "plain"
+    (run / "eval").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"model": {"arch": "resnet18", "variant": "resnet"}}))
+    (run / "eval" / "test.json").write_text(json.dumps({"images": 10, "top1": 0.61234, "top5": 0.9,
+                                                        "gmacs": {"mean": 0.25, "std": 0.0, "dense": 0.25}, "gate_rates": []}))
+    row = table2_row(read_run_records(run))
+    assert row["top-1 (%)"] == "61.23" and row["GMACs / image"] == "0.250 ± 0.000"
+    assert row["mean open rate"] == "-" and row["read-out accuracy (%)"] == "-" and row["measured speed-up"] == "-"
+    table = tmp_path / "table2.csv"
+    table.write_text("model,top1,seeds\nResNet-18,61.23456789,1\n")
+    assert read_table2_csv(table) == (["model", "top1", "seeds"], [["ResNet-18", "61.235", "1"]])

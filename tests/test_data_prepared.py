@@ -1,0 +1,154 @@
+"""The prepared-dataset format: reading, validation, atomic writing, determinism, recorded statistics."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facegraph.data import Selection, load_prepared, prepare_folder
+from facegraph.data.build import assign_splits, parse_split
+from facegraph.data.sources import folder as folder_source
+from facegraph.errors import DataError
+
+
+def test_identities_sorted_by_name_with_ids_in_order(data_synthetic_prepared: Path, data_synthetic_folder: Path) -> None:
+    dataset = load_prepared(data_synthetic_prepared)
+    names = sorted(p.name for p in data_synthetic_folder.iterdir())
+    assert [i.name for i in dataset.identities] == names
+    assert [i.id for i in dataset.identities] == list(range(len(names)))
+    assert dataset.num_identities == len(names)
+    for sample in dataset.samples:
+        assert sample.source.startswith(dataset.identities[sample.identity].name + "/")
+        assert (dataset.root / sample.path).is_file()
+
+
+def test_split_indices_partition_samples_per_identity(data_synthetic_prepared: Path) -> None:
+    dataset = load_prepared(data_synthetic_prepared)
+    parts = {split: dataset.split_indices(split) for split in ("train", "val", "test")}
+    assert sorted(sum(parts.values(), [])) == list(range(len(dataset.samples)))
+    for identity in dataset.identities:
+        per_split = {split: sum(dataset.samples[i].identity == identity.id for i in indices) for split, indices in parts.items()}
+        assert per_split == {"train": 6, "val": 2, "test": 2}
+    assert dataset.splits == ["train", "val", "test"]
+    with pytest.raises(DataError, match="valid"):
+        dataset.split_indices("valid")
+
+
+def test_split_parsing_and_assignment() -> None:
+    assert parse_split("80/20") == {"train": 0.8, "test": 0.2}
+    assert parse_split("8/1/1") == pytest.approx({"train": 0.8, "val": 0.1, "test": 0.1})
+    with pytest.raises(DataError):
+        parse_split("80")
+    labels = assign_splits(7, {"train": 0.8, "val": 0.1, "test": 0.1})
+    assert labels == ["train"] * 6 + ["test"]  # boundaries at round(5.6)=6, round(6.3)=6, 7
+    assert assign_splits(100, parse_split("80/20")).count("train") == 80
+
+
+def test_same_seed_same_dataset_other_seed_other_split(tmp_path: Path, data_synthetic_folder: Path) -> None:
+    manifests = []
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        prepare_folder(data_synthetic_folder, tmp_path / name, Selection(image_size=8, seed=seed))
+        manifests.append([(row[1], row[2], row[3]) for row in csv.reader((tmp_path / name / "manifest.csv").open())])
+        assert json.loads((tmp_path / name / "prepare.json").read_text())["seed"] == seed
+    assert manifests[0] == manifests[1]
+    assert sorted(manifests[0]) != sorted(manifests[2])
+
+
+def test_normalisation_statistics_are_those_of_the_train_images(data_synthetic_prepared: Path) -> None:
+    dataset = load_prepared(data_synthetic_prepared)
+    pixels = np.concatenate([np.asarray(Image.open(dataset.root / dataset.samples[i].path)).reshape(-1, 3) / 255.0 for i in dataset.split_indices("train")])
+    assert dataset.mean == pytest.approx(pixels.mean(axis=0), abs=0.01)
+    assert dataset.std == pytest.approx(pixels.std(axis=0), abs=0.01)
+    assert dataset.info["normalization"]["computed_on"] == "train"
+
+
+def test_attribute_codes_index_the_vocabulary(tmp_path: Path, data_synthetic_folder: Path) -> None:
+    annotations = tmp_path / "codes.csv"
+    annotations.write_text(
+        "Label,Skin,Eye,Race,Specs,Facial_Hair,Age,Gender,Name\n0,2,1,5,0,0,30,1,Ann_Able\n1,0,0,0,1,3,60,0,Bob_Baker\n", encoding="utf-8"
+    )
+    prepare_folder(data_synthetic_folder, tmp_path / "out", Selection(image_size=8), annotations=annotations)
+    dataset = load_prepared(tmp_path / "out")
+    gender = dataset.attribute_codes("gender")
+    expected = {"Ann_Able": 1, "Bob_Baker": 0, "Cid_Cole": -1, "Dee_Dunn": -1}
+    assert gender.tolist() == [expected[dataset.identities[s.identity].name] for s in dataset.samples]
+    assert dataset.features["age"] == ["<35", "35-45", "45-55", ">55"]
+    assert dataset.info["attributes"]["coverage"]["gender"] == 2
+    with pytest.raises(DataError, match="young"):
+        dataset.attribute_codes("young")
+
+
+def _copy(prepared: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(prepared, target, ignore=shutil.ignore_patterns("cache"))
+    return target
+
+
+def test_missing_prepare_json_is_not_a_dataset(tmp_path: Path, data_synthetic_prepared: Path) -> None:
+    copy = _copy(data_synthetic_prepared, tmp_path)
+    (copy / "prepare.json").unlink()
+    with pytest.raises(DataError, match="not a prepared dataset"):
+        load_prepared(copy)
+    with pytest.raises(DataError, match="does not exist"):
+        load_prepared(tmp_path / "nowhere")
+
+
+def test_manifest_row_removed_is_detected(tmp_path: Path, data_synthetic_prepared: Path) -> None:
+    copy = _copy(data_synthetic_prepared, tmp_path)
+    lines = (copy / "manifest.csv").read_text().splitlines()
+    (copy / "manifest.csv").write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(DataError, match="altered or is incomplete"):
+        load_prepared(copy)
+
+
+def test_missing_image_names_file_and_line(tmp_path: Path, data_synthetic_prepared: Path) -> None:
+    copy = _copy(data_synthetic_prepared, tmp_path)
+    third = (copy / "manifest.csv").read_text().splitlines()[3].split(",")[0]
+    (copy / third).unlink()
+    with pytest.raises(DataError, match=rf"line 4: {third}"):
+        load_prepared(copy)
+
+
+def test_unknown_label_word_names_file_line_column_value(tmp_path: Path, data_synthetic_folder: Path) -> None:
+    annotations = tmp_path / "codes.csv"
+    annotations.write_text("Label,Gender,Name\n0,1,Ann_Able\n", encoding="utf-8")
+    prepare_folder(data_synthetic_folder, tmp_path / "out", Selection(image_size=8), annotations=annotations)
+    path = tmp_path / "out" / "identities.csv"
+    path.write_text(path.read_text().replace("female", "femme"))
+    with pytest.raises(DataError) as raised:
+        load_prepared(tmp_path / "out")
+    assert all(part in str(raised.value) for part in (str(path), "line 2", "column gender", "'femme'"))
+
+
+def test_interrupted_prepare_leaves_nothing_that_looks_complete(tmp_path: Path, data_synthetic_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"n": 0}
+    original = folder_source.cut_face
+
+    def interrupted(*args: object, **kwargs: object) -> np.ndarray:
+        calls["n"] += 1
+        if calls["n"] == 12:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(folder_source, "cut_face", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_folder(data_synthetic_folder, tmp_path / "out", Selection(image_size=8, workers=2))
+    assert calls["n"] >= 12
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    with pytest.raises(DataError, match="does not exist"):
+        load_prepared(tmp_path / "out")
+
+
+def test_existing_output_needs_overwrite_which_replaces_it(tmp_path: Path, data_synthetic_folder: Path) -> None:
+    prepare_folder(data_synthetic_folder, tmp_path / "out", Selection(image_size=8, max_identities=1))
+    with pytest.raises(DataError, match="--overwrite"):
+        prepare_folder(data_synthetic_folder, tmp_path / "out", Selection(image_size=8))
+    prepare_folder(data_synthetic_folder, tmp_path / "out", Selection(image_size=8), overwrite=True)
+    assert load_prepared(tmp_path / "out").num_identities == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

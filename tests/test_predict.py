@@ -1,0 +1,117 @@
+"""`facegraph predict` as a library: photos of any size, batching, eq. 5 distances, cost, unreadable files."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from facegraph.data.images import load_image_for_inference
+from facegraph.engine.config import RunConfig
+from facegraph.engine.predict import Prediction, PredictionFailure, predict_images
+from facegraph.engine.runs import RunInfo
+from facegraph.flops import cost_table
+from facegraph.graphs import alternate_masks, middle_gated_schedule
+from facegraph.models import build_model, num_blocks
+
+IMAGE_SIZE = 32
+IDENTITIES = [f"Person_{i}" for i in range(7)]
+FEATURES = {"gender": ["male", "female"], "age": ["<35", "35-45", "45-55", ">55"]}
+
+
+def tiny_run(tmp_path: Path) -> tuple[torch.nn.Module, RunInfo]:
+    torch.manual_seed(0)
+    schedule = middle_gated_schedule(num_blocks("resnet20"), 0.5, 1, 1)
+    model = build_model("resnet20", len(IDENTITIES), width=0.5, target_rates=schedule, initial_open_rate=0.5)
+    model.eval()
+    # Sharper gates than at initialisation, so that different photos take different graphs.
+    with torch.no_grad():
+        for gate in model.gates.values():
+            gate.fc2.weight.normal_(0, 3.0)
+            gate.bn.running_var.fill_(0.01)
+    dataset = {"root": str(tmp_path), "image_size": IMAGE_SIZE, "center_crop": 0.8, "mean": [0.5] * 3, "std": [0.25] * 3,
+               "identities": IDENTITIES, "features": FEATURES}
+    info = RunInfo(tmp_path, RunConfig(), dataset,
+                   feature_masks={"gender": alternate_masks("gender", FEATURES["gender"], model.num_gates)},
+                   cost_table=cost_table(model, IMAGE_SIZE))
+    return model, info
+
+
+def write_photos(tmp_path: Path) -> list[Path]:
+    generator = np.random.default_rng(3)
+    photos = []
+    for index, (width, height) in enumerate([(50, 70), (200, 100), (32, 32), (81, 64), (120, 120)]):
+        path = tmp_path / f"photo{index}.{'png' if index % 2 else 'jpg'}"
+        colour = generator.integers(0, 255, 3)
+        pixels = np.clip(colour + generator.normal(0, 30, (height, width, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(path)
+        photos.append(path)
+    return photos
+
+
+def test_predictions_match_the_model_and_the_cost_table(tmp_path):
+    model, info = tiny_run(tmp_path)
+    photos = write_photos(tmp_path)
+    results = predict_images(model, info, photos, batch_size=2)
+    assert [r.image for r in results] == [str(p) for p in photos]
+    batch = torch.stack([load_image_for_inference(p, info.dataset) for p in photos])
+    with torch.no_grad():
+        logits, gate_values = model(batch)  # dense, not skipping: must take the same graphs
+    probabilities = logits.softmax(dim=1)
+    table = info.cost_table
+    gated_branches = [b.branch.macs() for b in table.blocks if b.gated]
+    seen_graphs = set()
+    for row, result in enumerate(results):
+        assert isinstance(result, Prediction)
+        names = [name for name, _ in result.top5]
+        assert names == [IDENTITIES[i] for i in probabilities[row].argsort(descending=True)[:5].tolist()]
+        assert [p for _, p in result.top5] == pytest.approx(sorted(probabilities[row].tolist(), reverse=True)[:5], abs=1e-5)
+        gates = [int(g) for g in gate_values[row].tolist()]
+        assert result.gates == "".join(map(str, gates))
+        assert result.open_gates == [j + 1 for j, g in enumerate(gates) if g]
+        assert result.blocks_run == (len(model.blocks) - model.num_gates) + sum(gates)
+        spent = table.always_run_macs() + sum(macs for macs, g in zip(gated_branches, gates) if g)
+        assert result.gmacs == pytest.approx(spent / 1e9)
+        assert result.gmacs <= result.dense_gmacs
+        # Eq. 5 with 0/1 masks: the distance to a label is the number of gates that disagree with its mask.
+        (gender,) = result.attributes
+        masks = info.feature_masks["gender"].label_gates
+        mismatches = {label: sum(gates[j] != (j in masks[i]) for j in range(model.num_gates))
+                      for i, label in enumerate(FEATURES["gender"])}
+        assert gender.distances == pytest.approx(mismatches)
+        assert gender.distance == min(mismatches.values()) and mismatches[gender.label] == gender.distance
+        seen_graphs.add(result.gates)
+    assert len(seen_graphs) > 1, "the fixture should make photos take different graphs"
+    one_by_one = predict_images(model, info, photos, batch_size=1)
+    assert [r.gates for r in one_by_one] == [r.gates for r in results]
+
+
+def test_unreadable_photos_are_named_and_the_rest_still_predicted(tmp_path):
+    model, info = tiny_run(tmp_path)
+    good = write_photos(tmp_path)[:2]
+    not_an_image = tmp_path / "notes.jpg"
+    not_an_image.write_text("this is text")
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(good[0].read_bytes()[:200])
+    missing = tmp_path / "missing.png"
+    results = predict_images(model, info, [good[0], not_an_image, missing, truncated, good[1]], batch_size=4)
+    assert [type(r) for r in results] == [Prediction, PredictionFailure, PredictionFailure, PredictionFailure, Prediction]
+    for failure, path in zip(results[1:4], (not_an_image, missing, truncated)):
+        assert str(path) in failure.error
+    assert "not an image" in results[1].error
+    alone = predict_images(model, info, [good[1]])
+    assert alone[0].gates == results[4].gates
+    assert [n for n, _ in alone[0].top5] == [n for n, _ in results[4].top5]
+    assert [p for _, p in alone[0].top5] == pytest.approx([p for _, p in results[4].top5], abs=1e-5)
+
+
+def test_plain_resnet_runs_every_block(tmp_path):
+    model, info = tiny_run(tmp_path)
+    plain = build_model("resnet20", len(IDENTITIES), width=0.5)
+    info.feature_masks = {}
+    info.cost_table = cost_table(plain, IMAGE_SIZE)
+    (result,) = predict_images(plain, info, write_photos(tmp_path)[:1])
+    assert result.gates == "" and result.open_gates == [] and result.attributes == []
+    assert result.blocks_run == result.blocks_total == len(plain.blocks)
+    assert result.gmacs == pytest.approx(result.dense_gmacs)
