@@ -4,8 +4,8 @@ For ResNet-50 (width 1.0 and 0.25) at 64 px, batch 64 and 1, per-block open rate
 autocast, prints the measured speedup of skipping over the dense masked computation, the speedup that the MACs
 predict, and their ratio (1.0 = skipping saves exactly the compute it removes).
 
-Every block but the first is gated; each gate computes its relevance as usual, then replays a fixed random decision
-pattern with the requested open rate, so that both paths take exactly the same inference graph.
+Every block is gated; each gate computes its relevance as usual, then replays a fixed random decision pattern with
+the requested open rate, so that both paths take exactly the same inference graph.
 
     python benchmarks/skip.py [--repeats 5] [--quick]
 """
@@ -19,7 +19,6 @@ import time
 import torch
 
 from facegraph.flops import cost_table
-from facegraph.graphs import middle_gated_schedule
 from facegraph.models import GatedResNet, build_model, num_blocks
 
 
@@ -46,7 +45,7 @@ def interleaved_seconds(first, second, repeats: int) -> tuple[float, float]:
 
 def measure(width: float, batch: int, rate: float, precision: str, repeats: int) -> tuple[float, float]:
     torch.manual_seed(0)
-    model = build_model("resnet50", 100, width=width, target_rates=middle_gated_schedule(num_blocks("resnet50"), 0.5, 1, 0))
+    model = build_model("resnet50", 100, width=width, target_rates=[0.5] * num_blocks("resnet50"))
     table = cost_table(model, 64)
     model.eval()
     images = torch.randn(64, 3, 64, 64)

@@ -27,6 +27,7 @@ def test_findings_name_the_informative_block_and_its_labels():
     assert heatmap.label_entropy == pytest.approx(1.0)
     first, second = block_findings(heatmap, top=2)
     assert (first.block, first.most_open_label, first.most_open_rate, first.least_open_rate) == (4, "female", 1.0, 0.0)
+    assert (first.most_open_images, first.least_open_images) == (300, 300)
     assert first.information_bits == pytest.approx(1.0) and first.above_chance
     assert second.block == 6 and second.most_open_label == "male" and second.above_chance
     assert second.most_open_rate == pytest.approx(gates[codes == 0, 5].mean())
@@ -38,9 +39,19 @@ def test_heatmap_figure_has_labelled_axes_and_a_colour_bar(tmp_path):
     heatmap = feature_heatmap("skin_color", ["black", "brown", "white"], gates, codes)
     figure = plot_feature_heatmap(heatmap, "title", masks=[[0], [1], []])
     labels = [axes.get_ylabel() for axes in figure.axes]
-    assert "label (test images)" in labels and "bits" in labels
+    assert "label (test images)" in labels and "I(gate; label), bits" in labels
     assert any(axes.get_xlabel() == "mean open rate" for axes in figure.axes)  # the colour bar, above the heatmap
     tick_texts = [t.get_text() for t in figure.axes[0].get_yticklabels()]
     assert tick_texts == ["black (n=1)", "brown (n=2)", "white (n=1)"]
     figure.savefig(tmp_path / "heatmap.png")
     assert (tmp_path / "heatmap.png").stat().st_size > 1000
+
+
+def test_people_behind_each_label_are_counted(tmp_path):
+    identities = np.array([0, 0, 1, 2, 2, 2, 3])
+    codes = np.array([0, 0, 0, 1, 1, 1, -1])  # identity 3's label is unknown
+    gates = np.array([[1], [0], [1], [0], [0], [1], [1]])
+    heatmap = feature_heatmap("gender", ["male", "female"], gates, codes, identities=identities)
+    assert heatmap.people.tolist() == [2, 1] and heatmap.counts.tolist() == [3, 3]
+    figure = plot_feature_heatmap(heatmap, "t")
+    assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == ["male (n=3, 2 people)", "female (n=3, 1 person)"]

@@ -90,3 +90,14 @@ def test_model_labels_and_table_rows(tmp_path):
     table = tmp_path / "table2.csv"
     table.write_text("model,top1,seeds\nResNet-18,61.23456789,1\n")
     assert read_table2_csv(table) == (["model", "top1", "seeds"], [["ResNet-18", "61.235", "1"]])
+
+
+def test_readout_cell_shows_the_majority_baseline(tmp_path):
+    run = tmp_path / "iig"
+    (run / "eval").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"model": {"arch": "resnet50", "variant": "iig"}}))
+    confusion = [[358, 0], [59, 0]]  # every image read out as the first label
+    (run / "eval" / "test.json").write_text(json.dumps({"top1": 0.2, "gated_blocks": [1, 2], "readout": {
+        "gender": {"accuracy": 358 / 417, "confusion": confusion}}}))
+    row = table2_row(read_run_records(run))
+    assert row["read-out accuracy (%)"] == f"gender {100 * 358 / 417:.2f} (majority label {100 * 358 / 417:.2f})"

@@ -1,7 +1,6 @@
 """Configuration, training, resuming, distributed training, evaluation and Table II on a tiny real LFW subset."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -23,22 +22,14 @@ TINY = ["model.image_size=32", "train.epochs=2", "train.batch_size=16", "train.e
         "train.precision='fp32'", "train.channels_last=false", "train.threads=1"]
 
 
-def lfw_folder() -> Path:
-    root = os.environ.get("FACEGRAPH_DATA")
-    folder = Path(root) / "lfw" / "lfw-deepfunneled" if root else None
-    if folder is None or not folder.is_dir():
-        pytest.skip("needs real LFW: set FACEGRAPH_DATA to the shared data folder (holding lfw/)")
-    return folder
-
-
 @pytest.fixture(scope="module")
-def tiny_lfw(tmp_path_factory) -> Path:
+def tiny_lfw(tmp_path_factory, data_lfw_dir) -> Path:
     """6 LFW identities with >= 24 photos, 24 photos each, 32 px, split 50/25/25, with gender."""
     from facegraph.data import Selection, prepare_lfw
 
     out = tmp_path_factory.mktemp("data") / "lfw-tiny"
     prepare_lfw(out, Selection(image_size=32, min_images=24, per_identity=24, max_identities=6,
-                               split={"train": 0.5, "val": 0.25, "test": 0.25}), lfw_dir=lfw_folder())
+                               split={"train": 0.5, "val": 0.25, "test": 0.25}), lfw_dir=data_lfw_dir)
     return out
 
 

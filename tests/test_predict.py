@@ -1,5 +1,6 @@
 """`facegraph predict` as a library: photos of any size, batching, eq. 5 distances, cost, unreadable files."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +116,22 @@ def test_plain_resnet_runs_every_block(tmp_path):
     assert result.gates == "" and result.open_gates == [] and result.attributes == []
     assert result.blocks_run == result.blocks_total == len(plain.blocks)
     assert result.gmacs == pytest.approx(result.dense_gmacs)
+
+
+def test_stored_train_prototypes_give_aig_attributes(tmp_path):
+    model, info = tiny_run(tmp_path)
+    info.feature_masks = {}
+    k = model.num_gates
+    male, female = [1.0] * k, [0.0] * k
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "test.json").write_text(json.dumps({"readout": {
+        "gender": {"method": "train-prototypes: ...", "labels": ["male", "female"], "prototypes": [male, female]},
+        "age": {"method": "train-prototypes: ...", "labels": FEATURES["age"], "prototypes": [male, female, [None] * k, [None] * k]},
+    }}))
+    for result in predict_images(model, info, write_photos(tmp_path)):
+        gender, age = result.attributes
+        opened = result.gates.count("1")
+        assert gender.method == age.method == "train-prototypes"
+        assert gender.distances == pytest.approx({"male": k - opened, "female": opened})
+        assert gender.label == min(gender.distances, key=gender.distances.get)  # ties: the first label
+        assert age.label in ("<35", "35-45") and age.distances[">55"] == float("inf")

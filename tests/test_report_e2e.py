@@ -38,7 +38,7 @@ def test_train_then_report_and_predict(tmp_path, capsys):
             image.verify()
     summary = json.loads((run / "eval" / "test.json").read_text())
     assert f"{100 * summary['top1']:.2f}" in page
-    assert "White outlines" in page  # the IIG masks of gender are drawn on its heatmap
+    assert "Red outlines" in page  # the IIG masks of gender are drawn on its heatmap
 
     photos = sorted((LFW / "lfw-deepfunneled").glob("*/*.jpg"))[:3]  # full 250 x 250 photos, cut as prepared
     unreadable = tmp_path / "broken.jpg"

@@ -156,7 +156,8 @@ def plot_easy_hard_grid(examples: Sequence[EasyHard], names: Sequence[str], num_
     `load_image(record index)` returns the image, or None where it cannot be read (the cell says so).
     """
     columns = max(1, len(examples))
-    figure = Figure(figsize=(2.3 * columns + 0.8, 5.4), layout="constrained")
+    # At least 7 inches wide, so that the title fits above one or two identities.
+    figure = Figure(figsize=(max(7.0, 2.3 * columns + 0.8), 5.4), layout="constrained")
     grid = figure.subplots(2, columns, squeeze=False)
     for column, example in enumerate(examples):
         for row, (index, gates) in enumerate(((example.easy, example.easy_gates), (example.hard, example.hard_gates))):

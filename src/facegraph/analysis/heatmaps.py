@@ -41,6 +41,8 @@ class FeatureHeatmap:
     information: np.ndarray  # (k,) plug-in I(gate; label) in bits
     chance: np.ndarray  # (k,) 95th percentile of I under shuffled labels
     label_entropy: float  # H(label) in bits: the most any gate could tell
+    people: np.ndarray | None = None  # (p,) distinct identities per label: labels are per person, so few people
+    # behind a label means its row shows those people's graphs as much as the feature's
 
 
 @dataclass(frozen=True)
@@ -52,25 +54,34 @@ class BlockFinding:
     chance_bits: float
     most_open_label: str
     most_open_rate: float
+    most_open_images: int
     least_open_label: str
     least_open_rate: float
+    least_open_images: int
 
     @property
     def above_chance(self) -> bool:
         return self.information_bits > self.chance_bits
 
 
-def feature_heatmap(feature: str, labels: Sequence[str], gates: np.ndarray, codes: np.ndarray, *, seed: int = 0) -> FeatureHeatmap:
-    """The heatmap and per-block information of one feature; unknown labels (code -1) are left out."""
+def feature_heatmap(feature: str, labels: Sequence[str], gates: np.ndarray, codes: np.ndarray, *,
+                    identities: np.ndarray | None = None, seed: int = 0) -> FeatureHeatmap:
+    """The heatmap and per-block information of one feature; unknown labels (code -1) are left out.
+
+    `identities` (N,), if given, counts the distinct people behind each label."""
     codes = np.asarray(codes, dtype=np.int64)
     known = codes >= 0
+    people = None
+    if identities is not None:
+        identities = np.asarray(identities)
+        people = np.array([len(np.unique(identities[codes == label])) for label in range(len(labels))])
     known_gates, known_codes = np.asarray(gates)[known], codes[known]
     rates, counts = open_rate_matrix(known_gates, known_codes, len(labels))
     information = gate_feature_information(known_gates, known_codes, len(labels))
     chance = shuffled_information_quantile(known_gates, known_codes, len(labels), seed=seed)
     present = counts[counts > 0] / max(1, counts.sum())
     label_entropy = float(-(present * np.log2(present)).sum())
-    return FeatureHeatmap(feature, list(labels), rates, counts, information, chance, label_entropy)
+    return FeatureHeatmap(feature, list(labels), rates, counts, information, chance, label_entropy, people)
 
 
 def block_findings(heatmap: FeatureHeatmap, top: int = 3) -> list[BlockFinding]:
@@ -84,8 +95,8 @@ def block_findings(heatmap: FeatureHeatmap, top: int = 3) -> list[BlockFinding]:
         most, least = present[int(np.argmax(column))], present[int(np.argmin(column))]
         findings.append(BlockFinding(
             int(gate) + 1, float(heatmap.information[gate]), float(heatmap.chance[gate]),
-            heatmap.labels[most], float(heatmap.rates[most, gate]),
-            heatmap.labels[least], float(heatmap.rates[least, gate]),
+            heatmap.labels[most], float(heatmap.rates[most, gate]), int(heatmap.counts[most]),
+            heatmap.labels[least], float(heatmap.rates[least, gate]), int(heatmap.counts[least]),
         ))
     return findings
 
@@ -94,7 +105,7 @@ def plot_feature_heatmap(heatmap: FeatureHeatmap, title: str, masks: Sequence[Se
     """Heatmap label x gated block (1..k) with a colour bar, and I(gate; label) per block under it.
 
     `masks`, for a ConvNet-IIG feature, lists per label the gates (0-based) its mask asks to be open; they are
-    outlined, so the figure shows how far the learnt gates follow the masks.
+    outlined in red, so the figure shows how far the learnt gates follow the masks.
     """
     num_labels, num_gates = heatmap.rates.shape
     width = min(16.0, 3.0 + 0.38 * num_gates)
@@ -106,21 +117,28 @@ def plot_feature_heatmap(heatmap: FeatureHeatmap, title: str, masks: Sequence[Se
                              extent=(0.5, num_gates + 0.5, num_labels - 0.5, -0.5), interpolation="nearest")
     # Above, not beside: a side colour bar would narrow this panel alone and misalign its columns with the bars.
     figure.colorbar(image, ax=rate_axes, location="top", label="mean open rate", fraction=0.08, aspect=50)
-    rate_axes.set_yticks(range(num_labels), [f"{label} (n={count})" for label, count in zip(heatmap.labels, heatmap.counts)])
+    people = heatmap.people if heatmap.people is not None else [None] * num_labels
+    rate_axes.set_yticks(range(num_labels), [f"{label} (n={count}" + (f", {persons} {'person' if persons == 1 else 'people'})" if persons is not None else ")")
+                                             for label, count, persons in zip(heatmap.labels, heatmap.counts, people)])
     rate_axes.set_ylabel("label (test images)")
     figure.suptitle(title)
     if masks is not None:
         for row, gates in enumerate(masks):
             for gate in gates:
-                rate_axes.add_patch(Rectangle((gate + 0.5, row - 0.5), 1, 1, fill=False, edgecolor="white", linewidth=1.5))
+                rate_axes.add_patch(Rectangle((gate + 0.5, row - 0.45), 1, 0.9, fill=False, edgecolor="red", linewidth=2))
     positions = np.arange(1, num_gates + 1)
-    information_axes.bar(positions, heatmap.information, color="tab:blue", label="I(gate; label), plug-in")
+    information_axes.bar(positions, heatmap.information, color="tab:blue")
     information_axes.step(np.append(positions - 0.5, num_gates + 0.5), np.append(heatmap.chance, heatmap.chance[-1:]),
-                          where="post", color="tab:red", linewidth=1.2, label="chance (95% of shuffled labels)")
-    information_axes.set_ylabel("bits")
+                          where="post", color="black", linewidth=1.2)
+    information_axes.set_ylabel("I(gate; label), bits")
     information_axes.set_xlabel("gated block (1..k, in network order)")
     information_axes.set_xticks(positions)
     information_axes.set_xlim(0.5, num_gates + 0.5)
-    information_axes.legend(loc="upper right", fontsize="small", frameon=False)
-    information_axes.set_title(f"mutual information with {heatmap.feature} (H = {heatmap.label_entropy:.3f} bits)", fontsize="medium")
+    information_axes.set_ylim(0.0, 1.15 * max(0.01, float(np.max(heatmap.information)), float(np.max(heatmap.chance))))
+    if not np.any(heatmap.information > 0):
+        information_axes.text(0.5, 0.5, "I = 0 for every block: no gate's open rate differs between labels",
+                              ha="center", va="center", transform=information_axes.transAxes)
+    # Said in the title rather than a legend, which would hide tall bars.
+    information_axes.set_title(f"plug-in mutual information with {heatmap.feature} (H = {heatmap.label_entropy:.3f} bits)\n"
+                               "black steps: chance level (95% of shuffled labels)", fontsize="medium")
     return figure

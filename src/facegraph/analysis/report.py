@@ -95,7 +95,8 @@ def finding_sentence(label: str, feature: str, finding: BlockFinding) -> str:
     verdict = "above" if finding.above_chance else "not above"
     return (f"{label}: for {feature}, gated block {finding.block} tells most, I = {finding.information_bits:.3f} bits "
             f"({verdict} the chance level {finding.chance_bits:.3f}); it is open for {100 * finding.most_open_rate:.0f}% of "
-            f"{finding.most_open_label} images and {100 * finding.least_open_rate:.0f}% of {finding.least_open_label} images.")
+            f"{finding.most_open_label} images (n={finding.most_open_images}) and {100 * finding.least_open_rate:.0f}% of "
+            f"{finding.least_open_label} images (n={finding.least_open_images}).")
 
 
 def comparison_sentence(label: str, comparison: ActiveGateComparison) -> str:
@@ -139,15 +140,16 @@ def _heatmap_items(run: RunRecords, figures: _FigureWriter, slug: str, report: R
             items.append(Paragraph(f"{feature}: fewer than two labels are known among the {run.split} images "
                                    f"({int((codes >= 0).sum())} labelled); no heatmap.", note=True))
             continue
-        heatmap = feature_heatmap(feature, labels, images.gates, codes)
+        heatmap = feature_heatmap(feature, labels, images.gates, codes, identities=images.identity)
         findings = block_findings(heatmap)
         report.features.append(FeatureResult(slug, heatmap, findings))
         masks = _iig_masks(run, feature, labels)
-        caption = (f"{run.label}, {feature}: top, the fraction of {run.split} images of each label (n = images) for which "
+        caption = (f"{run.label}, {feature}: top, the fraction of {run.split} images of each label (n images of that many "
+                   f"people; labels belong to people, so a label with few people mostly shows their own graphs) for which "
                    f"each gated block ran; bottom, plug-in mutual information I(gate; {feature}) per block in bits, with "
                    f"the 95th percentile of 200 label shuffles as chance level. Unknown labels are left out.")
         if masks is not None:
-            caption += " White outlines: the gates each label's IIG mask asks to be open."
+            caption += " Red outlines: the gates each label's IIG mask asks to be open."
         if feature in readout and isinstance(readout[feature].get("accuracy"), (int, float)):
             caption += (f" Read-out (eq. 5, {readout[feature].get('method', '?')}): "
                         f"{100 * readout[feature]['accuracy']:.1f}% of {readout[feature].get('images', '?')} images.")
@@ -157,7 +159,8 @@ def _heatmap_items(run: RunRecords, figures: _FigureWriter, slug: str, report: R
         items.append(PageTable(
             ["gated block", "I (bits)", "chance (bits)", "most open for", "least open for"],
             [[str(f.block), f"{f.information_bits:.4f}", f"{f.chance_bits:.4f}",
-              f"{f.most_open_label} ({100 * f.most_open_rate:.0f}%)", f"{f.least_open_label} ({100 * f.least_open_rate:.0f}%)"]
+              f"{f.most_open_label}: {100 * f.most_open_rate:.0f}% of {f.most_open_images}",
+              f"{f.least_open_label}: {100 * f.least_open_rate:.0f}% of {f.least_open_images}"]
              for f in findings],
             f"Blocks that tell most about {feature} (H({feature}) = {heatmap.label_entropy:.3f} bits)",
         ))

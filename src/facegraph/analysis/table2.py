@@ -20,6 +20,17 @@ def _number(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
 
 
+def majority_share(confusion: list[list[int]]) -> float | None:
+    """The accuracy of always answering the most frequent true label: what a read-out must beat to mean anything."""
+    totals = [sum(row) for row in confusion]
+    return max(totals) / sum(totals) if totals and sum(totals) else None
+
+
+def _readout_cell(feature: str, result: dict[str, Any]) -> str:
+    baseline = majority_share(result.get("confusion") or [])
+    return f"{feature} {_percent(result.get('accuracy'))}" + (f" (majority label {_percent(baseline)})" if baseline is not None else "")
+
+
 def table2_row(run: RunRecords) -> dict[str, str]:
     """Column -> cell text for one run; '-' where the run lacks the value (a plain ResNet has no gates)."""
     summary = run.evaluation or {}
@@ -39,7 +50,7 @@ def table2_row(run: RunRecords) -> dict[str, str]:
         "dense GMACs": _number(gmacs.get("dense")),
         "GFLOPs": _number(gflops.get("mean")),
         "mean open rate": _number(sum(rates) / len(rates)) if rates else "-",
-        "read-out accuracy (%)": ", ".join(f"{feature} {_percent(result.get('accuracy'))}" for feature, result in readout.items()) or "-",
+        "read-out accuracy (%)": "; ".join(_readout_cell(feature, result) for feature, result in readout.items()) or "-",
         "measured speed-up": _number(speedup.get("measured"), 2) + "x" if isinstance(speedup.get("measured"), (int, float)) else "-",
     }
 

@@ -88,7 +88,9 @@ def _stored_prototypes(run_dir: Path, labels_of: dict[str, list[str]], num_gates
         for feature, result in readout.items():
             rows = result.get("prototypes")
             if feature in labels_of and rows is not None and result.get("method", "").startswith("train-prototypes"):
-                tensor = torch.tensor(rows, dtype=torch.float32)
+                # A label without training images has no prototype (null, or inf): never the nearest.
+                tensor = torch.tensor([[float("inf") if value is None else value for value in row] for row in rows],
+                                      dtype=torch.float32)
                 if tensor.shape == (len(labels_of[feature]), num_gates):
                     found[feature] = tensor
         return found
