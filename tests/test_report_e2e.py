@@ -53,9 +53,13 @@ def test_train_then_report_and_predict(tmp_path, capsys):
         assert len(prediction["top5"]) == 5 and all(p["identity"] in identities for p in prediction["top5"])
         assert [p["probability"] for p in prediction["top5"]] == sorted((p["probability"] for p in prediction["top5"]), reverse=True)
         assert len(prediction["gates"]) == len(summary["gated_blocks"])
-        (gender,) = prediction["attributes"]
-        assert gender["feature"] == "gender" and gender["method"] == "iig-masks"
+        attributes = {estimate["feature"]: estimate for estimate in prediction["attributes"]}
+        gender = attributes["gender"]
+        assert gender["method"] == "iig-masks"
         assert gender["distance"] == min(gender["distances"].values())
+        others = [estimate for feature, estimate in attributes.items() if feature != "gender"]
+        assert others and all(e["method"] == "train-prototypes" for e in others)  # prototypes stored by evaluate
+        assert all(e["distance"] == min(e["distances"].values()) for e in others)
         assert 0 < prediction["gmacs"] <= prediction["dense_gmacs"]
     assert main(["predict", str(run), str(photos[0])]) == 0
     text = capsys.readouterr().out

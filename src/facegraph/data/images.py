@@ -162,4 +162,4 @@ def load_image_for_inference(path: str | Path, dataset_or_prepare_params: Prepar
     if not path.is_file():
         raise DataError(f"{path}: no such image file")
     face = cut_face(open_image(path, str(path)), FaceCrop(center_fraction=params.center_crop), params.image_size, str(path), upright=True)
-    return normalize(torch.from_numpy(face).permute(2, 0, 1), params.mean, params.std).contiguous()
+    return normalize(torch.from_numpy(np.array(face)).permute(2, 0, 1), params.mean, params.std).contiguous()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import logging
 import time
 from dataclasses import dataclass
@@ -147,6 +148,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, dataset: PreparedD
                 prototypes = label_prototypes(train_gates.gate_values, train_codes, len(labels))
                 report, predicted = readout_report(prototypes, predictions.gate_values, codes, labels,
                                                    PROTOTYPE_METHOD)
+                # Kept for predict; a label without training images has no prototype (null).
+                report["prototypes"] = [[None if math.isinf(v) else v for v in row] for row in prototypes.tolist()]
             readouts[feature], readout_labels[feature] = report, predicted
     summary["readout"] = readouts
     if timing:

@@ -99,15 +99,13 @@ def _stored_prototypes(run_dir: Path, labels_of: dict[str, list[str]], num_gates
 
 def label_references(model: GatedResNet, info: RunInfo) -> list[LabelReference]:
     """IIG masks of the features the run was trained with, then train-split prototypes for the other features where
-    the run has them (RunInfo.prototypes, or readout prototypes stored by evaluate)."""
+    evaluate stored them (readout.<feature>.prototypes in eval/<split>.json)."""
     if model.num_gates == 0:
         return []
     features: dict[str, list[str]] = info.dataset.get("features", {})
     references = [LabelReference(feature, list(masks.labels), masks.matrix(), masks.feature_gates, "iig-masks")
                   for feature, masks in info.feature_masks.items()]
-    prototypes = {feature: rows for feature, (_, rows) in (getattr(info, "prototypes", None) or {}).items()}
-    if not prototypes:
-        prototypes = _stored_prototypes(Path(info.path), features, model.num_gates)
+    prototypes = _stored_prototypes(Path(info.path), features, model.num_gates)
     all_gates = list(range(model.num_gates))
     references += [LabelReference(feature, features[feature], rows.float(), all_gates, "train-prototypes")
                    for feature, rows in prototypes.items() if feature in features and feature not in info.feature_masks]

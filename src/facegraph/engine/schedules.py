@@ -33,7 +33,6 @@ def temperature_at(epoch: int, epochs: int, start: float, final: float | None) -
 def target_rates_at(epoch: int, warmup_epochs: int, final_rates: torch.Tensor) -> torch.Tensor:
     """Target rates for `epoch` (0-based): from 1 (every block open) linearly down to `final_rates` over the first
     `warmup_epochs` epochs, so the network learns its features before the gates are asked to close."""
-    if warmup_epochs <= 0:
+    if epoch + 1 >= warmup_epochs:
         return final_rates
-    progress = min(1.0, (epoch + 1) / warmup_epochs)
-    return 1.0 - progress * (1.0 - final_rates)
+    return 1.0 - (epoch + 1) / warmup_epochs * (1.0 - final_rates)
