@@ -112,7 +112,7 @@ def test_a_run_directory_holds_everything(iig_run, tiny_lfw):
     for row in rows:
         assert set(row["train"]) >= {"loss", "cross_entropy", "target", "iig", "top1", "top5", "gate_rates",
                                      "images_per_s", "data_wait_fraction"}
-        assert len(row["train"]["gate_rates"]) == 14 and len(row["val"]["gate_rates"]) == 14
+        assert len(row["train"]["gate_rates"]) == 12 and len(row["val"]["gate_rates"]) == 12
         assert row["train"]["iig"] > 0 and row["train"]["target"] == 0.0  # the IIG loss replaces the target loss
         assert 0 < row["val"]["gmacs_mean"]
     dataset = json.loads((iig_run / "dataset.json").read_text())
@@ -134,7 +134,7 @@ def test_evaluate_reports_cost_and_readout(iig_run, capsys):
     assert summary["readout"]["skin_color"]["method"].startswith("train-prototypes")
     header = lines[0].split(",")
     first = dict(zip(header, lines[1].split(",")))
-    assert len(first["gates"]) == 14 and int(first["active_gates"]) == first["gates"].count("1")
+    assert len(first["gates"]) == 12 and int(first["active_gates"]) == first["gates"].count("1")
     assert first["readout_gender"] in ("male", "female")
     assert main(["evaluate", str(iig_run), "--no-timing"]) == 0
     assert "read-out gender" in capsys.readouterr().out
@@ -201,7 +201,7 @@ def test_torchrun_trains_with_two_processes(tiny_lfw, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     (row,) = metrics_rows(run)
     assert json.loads((run / "environment.json").read_text())["world_size"] == 2
-    assert len(row["train"]["gate_rates"]) == 14
+    assert len(row["train"]["gate_rates"]) == 12
     assert (run / "done.json").exists() and (run / "eval" / "test.json").exists()
 
 

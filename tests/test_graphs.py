@@ -67,6 +67,17 @@ def test_iig_loss_ignores_unknown_labels_and_other_features_gates():
     assert iig_loss(gate_values, torch.tensor([0, 3, -1]), age).item() == pytest.approx(4.0 / 2)
 
 
+def test_balanced_iig_loss_weighs_each_label_equally():
+    masks = alternate_masks("gender", GENDER, 4)
+    labels = torch.tensor([0, 0, 0, 1, -1])
+    gate_values = masks.matrix()[labels.clamp(min=0)]
+    gate_values[3] = 1 - gate_values[3]  # the one female image is wrong on all 4 gates
+    assert iig_loss(gate_values, labels, masks).item() == pytest.approx(4.0 / 4)  # 4 known images
+    assert iig_loss(gate_values, labels, masks, balanced=True).item() == pytest.approx(0.5 * 0 + 0.5 * 4.0)
+    gate_values[0] = 1 - gate_values[0]  # one of three male images wrong too
+    assert iig_loss(gate_values, labels, masks, balanced=True).item() == pytest.approx(0.5 * 4.0 / 3 + 0.5 * 4.0)
+
+
 def test_training_loss_combines_its_parts():
     torch.manual_seed(0)
     logits, identities = torch.randn(4, 5), torch.tensor([0, 1, 2, 3])

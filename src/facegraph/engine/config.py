@@ -56,6 +56,7 @@ class LossConfig:
     target_weight: float = 1.0  # eq. 2 weight (eq. 3 uses 1)
     target_warmup_epochs: int = 0  # targets fall linearly from 1 to t over these first epochs (0: t from the start)
     iig_weight: float = 0.0  # eq. 4 weight
+    iig_balanced: bool = False  # weigh each label equally in eq. 4 (against collapse onto a majority label's mask)
     iig_features: list[IIGFeatureConfig] = field(default_factory=list)
 
 

@@ -198,7 +198,8 @@ def _train_one_epoch(ddp_model: torch.nn.Module, model: GatedResNet, loader, opt
     target_rates = target_rates_at(epoch, config.loss.target_warmup_epochs,
                                    model.gated_target_rates()).to(context.device)
     loss_weights = {"target_weight": config.loss.target_weight if config.model.variant != "resnet" else 0.0,
-                    "iig_weight": config.loss.iig_weight if config.model.variant == "iig" else 0.0}
+                    "iig_weight": config.loss.iig_weight if config.model.variant == "iig" else 0.0,
+                    "iig_balanced": config.loss.iig_balanced}
     if config.model.variant == "iig" and not config.loss.iig_weight:
         raise ConfigError("model.variant = 'iig' needs loss.iig_weight > 0")
     wait_seconds = 0.0

@@ -19,20 +19,29 @@ def target_rate_loss(gate_values: torch.Tensor, target_rates: torch.Tensor) -> t
     return (batch_rates - target_rates.to(batch_rates)).pow(2).sum()
 
 
-def iig_loss(gate_values: torch.Tensor, label_codes: torch.Tensor, masks: FeatureMasks) -> torch.Tensor:
+def iig_loss(gate_values: torch.Tensor, label_codes: torch.Tensor, masks: FeatureMasks,
+             balanced: bool = False) -> torch.Tensor:
     """Eq. 4: L_IIG(F) = sum_i sum_j (1{G_j in M_{c_i}} - g_ij)^2 for one feature F.
 
     Normalisation (the paper leaves it open): j runs over the feature's own gates (the union of its label masks, all
     gates in the paper's single-feature model), and the sum over images is divided by the number of images whose
     label is known, so the loss is the mean squared mask distance of eq. 5 and does not grow with the batch size.
-    Images with label code -1 (unknown) contribute nothing; a batch without any known label gives 0.
+    With `balanced`, each label present in the batch weighs the same (its images share 1 / labels present), so a
+    majority label cannot win by sheer numbers. Images with label code -1 (unknown) contribute nothing; a batch
+    without any known label gives 0.
     """
     known = label_codes >= 0
     feature_gates = gate_values[:, masks.feature_gates]
     if not bool(known.any()):
         return feature_gates.sum() * 0.0
-    wanted = masks.matrix().to(feature_gates)[label_codes[known]]
-    return (wanted - feature_gates[known]).pow(2).sum(dim=1).mean()
+    codes = label_codes[known]
+    wanted = masks.matrix().to(feature_gates)[codes]
+    distances = (wanted - feature_gates[known]).pow(2).sum(dim=1)
+    if not balanced:
+        return distances.mean()
+    label_counts = torch.bincount(codes, minlength=len(masks.labels)).to(distances)
+    weights = 1.0 / (label_counts[codes] * int((label_counts > 0).sum()))
+    return (weights * distances).sum()
 
 
 class LossParts(NamedTuple):
@@ -51,12 +60,13 @@ def training_loss(
     target_weight: float = 1.0,
     iig_weight: float = 0.0,
     iig_features: Sequence[tuple[FeatureMasks, torch.Tensor]] = (),
+    iig_balanced: bool = False,
 ) -> LossParts:
     """Eq. 3 generalised: L = L_CE + target_weight * L_target + iig_weight * sum_F L_IIG(F).
 
     The paper's ConvNet-AIG is target_weight=1, iig_weight=0; its ConvNet-IIG replaces the target loss
     (target_weight=0, iig_weight>0); both together are allowed. `iig_features` pairs each feature's masks with the
-    per-image label codes of that feature.
+    per-image label codes of that feature; `iig_balanced` weighs each label equally (see iig_loss).
     """
     cross_entropy = F.cross_entropy(logits, identities)
     zero = cross_entropy.new_zeros(())
@@ -64,5 +74,5 @@ def training_loss(
     target = target_rate_loss(gate_values, target_rates) if has_gates and target_weight else zero
     iig = zero
     if has_gates and iig_weight:
-        iig = torch.stack([iig_loss(gate_values, codes, masks) for masks, codes in iig_features]).sum() if iig_features else zero
+        iig = torch.stack([iig_loss(gate_values, codes, masks, iig_balanced) for masks, codes in iig_features]).sum() if iig_features else zero
     return LossParts(cross_entropy + target_weight * target + iig_weight * iig, cross_entropy, target, iig)
