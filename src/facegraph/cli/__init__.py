@@ -12,36 +12,19 @@ import sys
 
 from facegraph.errors import FacegraphError
 
-# Subcommand name -> module under facegraph.cli that implements it.
-SUBCOMMANDS = {
-    "flops": "flops",
-    "prepare": "prepare",
-    "train": "train",
-    "evaluate": "evaluate",
-    "table2": "table2",
-    "demo": "demo",
-    "report": "report",
-    "predict": "predict",
-}
-
-
-def _available_modules() -> dict:
-    modules = {}
-    for name, module_name in SUBCOMMANDS.items():
-        try:
-            modules[name] = importlib.import_module(f"facegraph.cli.{module_name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"facegraph.cli.{module_name}":
-                raise
-    return modules
+# In the order `facegraph --help` lists them: the path a batch of photos takes, then the tools.
+SUBCOMMANDS = ("prepare", "train", "evaluate", "table2", "demo", "report", "predict", "flops")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facegraph", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="facegraph",
+        description="Face recognition with adaptive (ConvNet-AIG) and interpretable (ConvNet-IIG) inference graphs.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module in _available_modules().items():
-        module.add_parser(subparsers)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"facegraph.cli.{name}").add_parser(subparsers)
     return parser
 
 

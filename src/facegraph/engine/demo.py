@@ -9,9 +9,10 @@ from pathlib import Path
 
 from facegraph.data import Selection, load_prepared, prepare_lfw
 from facegraph.data.sources.lfw import LFW_FOLDER
+from facegraph.engine.config import load_config
 from facegraph.engine.presets import preset_path
 from facegraph.engine.table2 import ensure_run, table_rows, write_table
-from facegraph.engine.config import load_config
+from facegraph.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def prepared_lfw(out: Path, data: Path | None) -> Path:
     try:
         load_prepared(target)
         return target
-    except Exception:  # absent or incomplete: (re)prepare it
+    except DataError:  # absent or incomplete: (re)prepare it
         logger.info("preparing LFW into %s", target)
     lfw_dir = data / "lfw" / LFW_FOLDER if data is not None else None
     if lfw_dir is not None and not lfw_dir.is_dir():
