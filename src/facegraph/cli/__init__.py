@@ -16,6 +16,14 @@ from facegraph.errors import FacegraphError
 SUBCOMMANDS = ("prepare", "train", "evaluate", "table2", "demo", "report", "predict", "flops")
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="facegraph",

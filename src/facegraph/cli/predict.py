@@ -6,14 +6,8 @@ import argparse
 import json
 import sys
 
+from facegraph.cli import positive_int
 from facegraph.engine.predict import Prediction, PredictionFailure, predict_run
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="photos (any size; cut as the run's dataset was prepared)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="weights to use (default: best)")
-    parser.add_argument("--batch-size", type=_positive_int, default=32, help="photos per forward pass (default: 32)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="photos per forward pass (default: 32)")
     parser.set_defaults(run=run)
 
 

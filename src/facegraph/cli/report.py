@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
+from facegraph.cli import positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -17,7 +12,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories written by `facegraph train`")
     parser.add_argument("--out", required=True, help="folder for index.html and the figure PNGs (created if missing)")
     parser.add_argument("--split", default="test", help="evaluated split the figures use (default: test)")
-    parser.add_argument("--identities", type=_positive_int, default=4, help="identities in the easy/hard grid (default: 4)")
+    parser.add_argument("--identities", type=positive_int, default=4, help="identities in the easy/hard grid (default: 4)")
     parser.set_defaults(run=run)
 
 
