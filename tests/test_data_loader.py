@@ -4,7 +4,6 @@ and a user photo prepared for inference."""
 from __future__ import annotations
 
 import dataclasses
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -121,14 +120,6 @@ def test_train_loader_augments_but_eval_does_not(data_synthetic_prepared: Path) 
     # Normalised with the train statistics: about zero mean and unit deviation per channel.
     assert a.images.mean(dim=(0, 2, 3)).abs().max() < 0.05
     assert (a.images.std(dim=(0, 2, 3)) - 1).abs().max() < 0.05
-
-
-def test_leaving_an_epoch_early_stops_the_prefetch_thread(data_synthetic_prepared: Path) -> None:
-    dataset = load_prepared(data_synthetic_prepared)
-    before = threading.active_count()
-    for _ in make_loader(dataset, "train", 1, train=True, seed=0):
-        break
-    assert threading.active_count() == before
 
 
 def test_inference_photo_matches_the_prepared_image(data_small_lfw: Path, data_lfw_dir: Path) -> None:

@@ -3,7 +3,7 @@
 Each prepared JPEG is decoded once into a uint8 array (N, 3, H, W) stored as ``.npy`` beside the dataset and
 memory-mapped, so an epoch never decodes a JPEG. Batches are gathered from it, augmented on tensors (random
 horizontal flip, random translation with edge replication), normalised with the dataset's recorded statistics
-and produced one batch ahead on a background thread. The order is a function of (seed, epoch) and, with several
+and made in the calling thread. The order is a function of (seed, epoch) and, with several
 replicas, each rank takes its own equal-size shard, as ``DistributedSampler`` does.
 """
 
@@ -14,8 +14,6 @@ import json
 import logging
 import math
 import os
-import queue
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 CACHE_DIR = "cache"
 CACHE_VERSION = 1
-PREFETCH_BATCHES = 2
 
 
 @dataclass(frozen=True)
@@ -201,43 +198,13 @@ class CachedLoader:
         return Batch(normalize(images, self.dataset.mean, self.dataset.std), self.identity_of_sample[index_tensor], index_tensor)
 
     def __iter__(self) -> Iterator[Batch]:
+        # Batches are made in the calling thread: gathering and augmenting one costs about 1.5 ms, while a
+        # prefetch thread competed with torch's compute threads and cut training throughput on 2 cores from about
+        # 500 to 290 images/s (measured on the CPU preset).
         shard = self.shard()
-        batches = [shard[start : start + self.batch_size] for start in range(0, shard.size, self.batch_size)]
-        if self.drop_last and batches and batches[-1].size < self.batch_size:
-            batches.pop()
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, 1])
-        ready: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
-        stop = threading.Event()
-        finished = object()
-
-        def put(item: object) -> None:
-            while not stop.is_set():
-                try:
-                    ready.put(item, timeout=0.1)
-                    return
-                except queue.Full:
-                    continue
-
-        def produce() -> None:
-            try:
-                for indices in batches:
-                    if stop.is_set():
-                        return
-                    put(self._batch(indices, rng))
-                put(finished)
-            except BaseException as error:  # handed to the consumer, raised there
-                put(error)
-
-        producer = threading.Thread(target=produce, name="facegraph-loader", daemon=True)
-        producer.start()
-        try:
-            while (item := ready.get()) is not finished:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            producer.join()
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            yield self._batch(shard[start : start + self.batch_size], rng)
 
 
 def make_loader(
