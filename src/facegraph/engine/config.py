@@ -191,6 +191,7 @@ def validate(config: RunConfig) -> RunConfig:
         (config.gumbel.temperature > 0 and (config.gumbel.final_temperature or 1.0) > 0, "gumbel temperatures must be > 0"),
         (config.model.variant != "iig" or bool(config.loss.iig_features),
          "model.variant = 'iig' needs at least one [[loss.iig_features]] entry"),
+        (config.model.variant != "iig" or config.loss.iig_weight > 0, "model.variant = 'iig' needs loss.iig_weight > 0"),
     ]
     for feature in config.loss.iig_features:
         checks.append((feature.scheme in MASK_SCHEMES,

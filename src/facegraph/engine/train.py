@@ -154,14 +154,13 @@ def _train(config: RunConfig, data_root: str | Path, out: Path, resume: bool, co
     for epoch in range(start_epoch, config.train.epochs):
         model.temperature = temperature_at(epoch, config.train.epochs, config.gumbel.temperature,
                                            config.gumbel.final_temperature)
+        target_rates = target_rates_at(epoch, config.loss.target_warmup_epochs, model.gated_target_rates())
         train_loader.set_epoch(epoch)
         started = time.perf_counter()
         train_stats = _train_one_epoch(ddp_model, model, train_loader, optimizer, scheduler, scaler, mask_codes,
-                                       config, context, epoch)
+                                       target_rates.to(context.device), config, context, epoch)
         row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "temperature": model.temperature,
-               "target_rates": target_rates_at(epoch, config.loss.target_warmup_epochs,
-                                               model.gated_target_rates()).tolist(),
-               "train": train_stats}
+               "target_rates": target_rates.tolist(), "train": train_stats}
         if context.is_main:
             if val_loader is not None:
                 val = summarize_predictions(predict_split(model, val_loader, config.train.precision, context.device),
@@ -191,17 +190,14 @@ def _train(config: RunConfig, data_root: str | Path, out: Path, resume: bool, co
 
 
 def _train_one_epoch(ddp_model: torch.nn.Module, model: GatedResNet, loader, optimizer, scheduler, scaler,
-                     mask_codes, config: RunConfig, context: distributed.Context, epoch: int) -> dict:
+                     mask_codes, target_rates: torch.Tensor, config: RunConfig, context: distributed.Context,
+                     epoch: int) -> dict:
     ddp_model.train()
     totals = EpochTotals()
     gate_sums = torch.zeros(model.num_gates, dtype=torch.float64)
-    target_rates = target_rates_at(epoch, config.loss.target_warmup_epochs,
-                                   model.gated_target_rates()).to(context.device)
     loss_weights = {"target_weight": config.loss.target_weight if config.model.variant != "resnet" else 0.0,
                     "iig_weight": config.loss.iig_weight if config.model.variant == "iig" else 0.0,
                     "iig_balanced": config.loss.iig_balanced}
-    if config.model.variant == "iig" and not config.loss.iig_weight:
-        raise ConfigError("model.variant = 'iig' needs loss.iig_weight > 0")
     wait_seconds = 0.0
     started = time.perf_counter()
     progress = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{config.train.epochs}", leave=False,
