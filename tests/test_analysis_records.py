@@ -76,7 +76,8 @@ def test_accuracy_series_and_curves():
 def test_model_labels_and_table_rows(tmp_path):
     assert model_label({"model": {"arch": "resnet101", "variant": "resnet"}}, "x") == "ResNet-101"
     assert model_label({"model": {"arch": "resnet50", "variant": "aig", "target_rate": 0.4}}, "x") == "ConvNet-AIG [t=0.4] ResNet-50"
-    iig = {"model": {"arch": "resnet50", "variant": "iig"}, "loss": {"iig_features": [{"name": "gender"}, {"name": "age"}]}}
+    iig = {"model": {"arch": "resnet50", "variant": "iig"},
+           "loss": {"iig_weight": 1.0, "iig_features": [{"name": "gender"}, {"name": "age"}]}}
     assert model_label(iig, "x") == "ConvNet-IIG (Gender + Age) ResNet-50"
     assert model_label({}, "fallback") == "fallback"
     run = tmp_path / "plain"

@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from facegraph.errors import DataError, FacegraphError
+from facegraph.engine import table2
+from facegraph.engine.config import config_from_dict
+from facegraph.errors import ConfigError, DataError, FacegraphError
 
 logger = logging.getLogger(__name__)
 
@@ -84,18 +86,14 @@ class RunRecords:
 
 
 def model_label(config: dict[str, Any], fallback: str) -> str:
-    """The paper's name for a run's model: ResNet-101, ConvNet-AIG [t=0.4], ConvNet-IIG (Gender + Age)."""
-    model = config.get("model", {})
-    arch = str(model.get("arch", "")).replace("resnet", "ResNet-")
-    variant = model.get("variant")
-    if variant == "resnet":
-        return arch or fallback
-    if variant == "aig":
-        return f"ConvNet-AIG [t={model.get('target_rate', '?'):g}] {arch}".strip()
-    if variant == "iig":
-        features = [str(f.get("name", "?")).replace("_", " ").capitalize() for f in config.get("loss", {}).get("iig_features", [])]
-        return f"ConvNet-IIG ({' + '.join(features)}) {arch}".strip()
-    return fallback
+    """The paper's name for a run's model, with its backbone: ConvNet-AIG [t=0.4] ResNet-101, ...; `fallback` for a
+    config that does not describe a model."""
+    if "model" not in config:
+        return fallback
+    try:
+        return table2.model_label(config_from_dict(config), with_backbone=True)
+    except ConfigError:
+        return fallback
 
 
 def read_json_file(path: Path) -> Any:

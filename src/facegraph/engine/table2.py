@@ -20,17 +20,20 @@ logger = logging.getLogger(__name__)
 READOUT_FEATURES = ("gender", "age")
 
 
-def model_label(config: RunConfig) -> str:
-    """The row name as the paper writes it."""
-    arch = config.model.arch.replace("resnet", "ResNet-")
+def model_label(config: RunConfig, with_backbone: bool = False) -> str:
+    """The row name as the paper writes it (ConvNet-AIG [t=0.4], ConvNet-IIG (Gender + Age), ...); `with_backbone`
+    appends the ResNet for gated models (the report, where runs of several backbones may meet)."""
+    backbone = config.model.arch.replace("resnet", "ResNet-")
     if config.model.width != 1.0:
-        arch += f" (width {config.model.width:g})"
+        backbone += f" (width {config.model.width:g})"
     if config.model.variant == "resnet":
-        return arch
+        return backbone
     if config.model.variant == "aig":
-        return f"ConvNet-AIG [t={config.model.target_rate:g}]"
-    features = " + ".join(f.name.replace("_", " ").capitalize() for f in config.loss.iig_features)
-    return f"ConvNet-IIG ({features})"
+        label = f"ConvNet-AIG [t={config.model.target_rate:g}]"
+    else:
+        features = " + ".join(f.name.replace("_", " ").capitalize() for f in config.loss.iig_features)
+        label = f"ConvNet-IIG ({features})"
+    return f"{label} {backbone}" if with_backbone else label
 
 
 def ensure_run(config_path: Path, data: Path, run_dir: Path, overrides: list[str]) -> dict:
