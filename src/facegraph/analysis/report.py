@@ -24,8 +24,9 @@ from facegraph.analysis.heatmaps import BlockFinding, FeatureHeatmap, block_find
 from facegraph.analysis.page import PageFigure, PageTable, Paragraph, Section, render_page
 from facegraph.analysis.records import RunRecords, read_run_records
 from facegraph.analysis.table2 import read_table2_csv, table2_files, table2_row
+from facegraph.engine.config import config_from_dict
+from facegraph.engine.runs import iig_masks
 from facegraph.errors import FacegraphError
-from facegraph.graphs import build_feature_masks
 
 logger = logging.getLogger(__name__)
 
@@ -72,20 +73,16 @@ class _FigureWriter:
         return PageFigure(path.name, alt, caption, width, height)
 
 
-def _iig_masks(run: RunRecords, feature: str, labels: list[str]) -> list[tuple[int, ...]] | None:
+def _iig_masks(run: RunRecords, feature: str) -> list[tuple[int, ...]] | None:
     """The label masks a ConvNet-IIG run was trained with for `feature`, rebuilt from its config (None if none)."""
-    for entry in run.config.get("loss", {}).get("iig_features", []):
-        if entry.get("name") == feature:
-            try:
-                masks = build_feature_masks(
-                    feature, labels, run.num_gates, entry.get("scheme", "alternate"), block_size=entry.get("block_size"),
-                    start=entry.get("start", 0), gates=entry.get("gates"), label_gates=entry.get("label_gates"),
-                )
-            except FacegraphError as error:
-                logger.warning("%s: cannot rebuild the %s masks to outline them (%s)", run.path, feature, error)
-                return None
-            return list(masks.label_gates)
-    return None
+    if not any(entry.get("name") == feature for entry in run.config.get("loss", {}).get("iig_features", [])):
+        return None
+    try:
+        masks = iig_masks(config_from_dict(run.config), run.num_gates, run.features)
+    except FacegraphError as error:
+        logger.warning("%s: cannot rebuild the %s masks to outline them (%s)", run.path, feature, error)
+        return None
+    return next(list(m.label_gates) for m in masks if m.feature == feature)
 
 
 def finding_sentence(label: str, feature: str, finding: BlockFinding) -> str:
@@ -143,7 +140,7 @@ def _heatmap_items(run: RunRecords, figures: _FigureWriter, slug: str, report: R
         heatmap = feature_heatmap(feature, labels, images.gates, codes, identities=images.identity)
         findings = block_findings(heatmap)
         report.features.append(FeatureResult(slug, heatmap, findings))
-        masks = _iig_masks(run, feature, labels)
+        masks = _iig_masks(run, feature)
         caption = (f"{run.label}, {feature}: top, the fraction of {run.split} images of each label (n images of that many "
                    f"people; labels belong to people, so a label with few people mostly shows their own graphs) for which "
                    f"each gated block ran; bottom, plug-in mutual information I(gate; {feature}) per block in bits, with "
