@@ -13,8 +13,10 @@ import torch
 from facegraph.cli import main
 from facegraph.engine.config import load_config
 from facegraph.engine.presets import CONFIGS_DIR, TABLE2_ROWS
+from facegraph.engine.runs import target_rates
 from facegraph.engine.schedules import lr_factor, target_rates_at, temperature_at
 from facegraph.errors import ConfigError
+from facegraph.models import stage_first_blocks
 
 REPO = Path(__file__).resolve().parents[1]
 # Small and fast: 32 px, a handful of identities, two epochs.
@@ -78,6 +80,14 @@ def test_overrides_are_typed():
     assert config.optim.step_milestones == [2, 4]
 
 
+def test_downsampling_blocks_can_stay_on():
+    paper = target_rates(load_config(CONFIGS_DIR / "paper" / "aig-t0.4.toml"))
+    assert [i for i, t in enumerate(paper) if t < 1] == list(range(7, 30))  # the paper gates block 7 (strided)
+    cpu = target_rates(load_config(CONFIGS_DIR / "cpu" / "aig-t0.5.toml"))
+    assert [i for i, t in enumerate(cpu) if t < 1] == [4, 5, 6, 8, 9, 10, 11, 12, 14]
+    assert stage_first_blocks("resnet50") == [0, 3, 7, 13]
+
+
 def test_schedules():
     factors = [lr_factor(step, 10, 5, "cosine", warmup_epochs=1) for step in range(50)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
@@ -112,7 +122,7 @@ def test_a_run_directory_holds_everything(iig_run, tiny_lfw):
     for row in rows:
         assert set(row["train"]) >= {"loss", "cross_entropy", "target", "iig", "top1", "top5", "gate_rates",
                                      "images_per_s", "data_wait_fraction"}
-        assert len(row["train"]["gate_rates"]) == 12 and len(row["val"]["gate_rates"]) == 12
+        assert len(row["train"]["gate_rates"]) == 9 and len(row["val"]["gate_rates"]) == 9
         assert row["train"]["iig"] > 0 and row["train"]["target"] == 0.0  # the IIG loss replaces the target loss
         assert 0 < row["val"]["gmacs_mean"]
     dataset = json.loads((iig_run / "dataset.json").read_text())
@@ -134,7 +144,7 @@ def test_evaluate_reports_cost_and_readout(iig_run, capsys):
     assert summary["readout"]["skin_color"]["method"].startswith("train-prototypes")
     header = lines[0].split(",")
     first = dict(zip(header, lines[1].split(",")))
-    assert len(first["gates"]) == 12 and int(first["active_gates"]) == first["gates"].count("1")
+    assert len(first["gates"]) == 9 and int(first["active_gates"]) == first["gates"].count("1")
     assert first["readout_gender"] in ("male", "female")
     assert main(["evaluate", str(iig_run), "--no-timing"]) == 0
     assert "read-out gender" in capsys.readouterr().out
@@ -201,7 +211,7 @@ def test_torchrun_trains_with_two_processes(tiny_lfw, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     (row,) = metrics_rows(run)
     assert json.loads((run / "environment.json").read_text())["world_size"] == 2
-    assert len(row["train"]["gate_rates"]) == 12
+    assert len(row["train"]["gate_rates"]) == 9
     assert (run / "done.json").exists() and (run / "eval" / "test.json").exists()
 
 

@@ -31,6 +31,7 @@ class ModelConfig:
     target_rate: float = 0.5  # t for the gated blocks
     always_on_first: int = 7  # blocks at the start without a gate (paper: 7 of ResNet-101's 33)
     always_on_last: int = 3  # blocks at the end without a gate (paper: 3)
+    gate_downsampling: bool = True  # False keeps each stage's first (strided) block always on
     gate_hidden: int = 16
     initial_open_rate: float = 0.85
 

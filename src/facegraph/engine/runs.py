@@ -20,7 +20,7 @@ from facegraph.engine.config import RunConfig, config_from_dict
 from facegraph.errors import ConfigError, FacegraphError
 from facegraph.flops import CostTable, cost_table
 from facegraph.graphs import FeatureMasks, build_feature_masks, check_disjoint_features, middle_gated_schedule
-from facegraph.models import GatedResNet, build_model, num_blocks
+from facegraph.models import GatedResNet, build_model, num_blocks, stage_first_blocks
 
 CONFIG_FILE = "config.json"
 ENVIRONMENT_FILE = "environment.json"
@@ -45,11 +45,19 @@ def read_json(path: Path) -> Any:
 
 
 def target_rates(config: RunConfig) -> list[float] | None:
-    """The per-block schedule of a config: None (no gates) for the resnet variant."""
+    """The per-block schedule of a config: None (no gates) for the resnet variant.
+
+    Without `gate_downsampling`, each stage's first block stays on: closed, such a block shrinks to its strided 1x1
+    projection (on LFW at CPU scale this cost 5 points of top-1 for 2 % of the MACs).
+    """
     if config.model.variant == "resnet":
         return None
-    return middle_gated_schedule(num_blocks(config.model.arch), config.model.target_rate,
-                                 config.model.always_on_first, config.model.always_on_last)
+    rates = middle_gated_schedule(num_blocks(config.model.arch), config.model.target_rate,
+                                  config.model.always_on_first, config.model.always_on_last)
+    if not config.model.gate_downsampling:
+        for block in stage_first_blocks(config.model.arch)[1:]:
+            rates[block] = 1.0
+    return rates
 
 
 def model_from_config(config: RunConfig, num_classes: int) -> GatedResNet:

@@ -11,13 +11,20 @@ from facegraph.models.resnet import ARCHS, ResNet, arch_spec
 
 __all__ = [
     "ARCHS", "PRECISIONS", "Gate", "GatedOutput", "GatedResNet", "ResNet", "arch_spec", "autocast", "build_model",
-    "deterministic_gate", "gated_residual", "num_blocks", "skipping_residual", "straight_through_gumbel",
+    "deterministic_gate", "gated_residual", "num_blocks", "skipping_residual", "stage_first_blocks",
+    "straight_through_gumbel",
 ]
 
 
 def num_blocks(arch: str) -> int:
     """Residual blocks in `arch` (ResNet-101: 33), the length of its target-rate schedule."""
     return sum(arch_spec(arch).blocks_per_stage)
+
+
+def stage_first_blocks(arch: str) -> list[int]:
+    """Index of each stage's first block (ResNet-50: 0, 3, 7, 13); all but the first stage's downsample."""
+    counts = arch_spec(arch).blocks_per_stage
+    return [sum(counts[:stage]) for stage in range(len(counts))]
 
 
 def build_model(
