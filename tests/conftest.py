@@ -28,28 +28,26 @@ def data_root() -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def data_lfw_dir(data_root: Path) -> Path:
-    folder = data_root / "lfw" / "lfw-deepfunneled"
+def _data_folder(data_root: Path, relative: str) -> Path:
+    folder = data_root / relative
     if not folder.is_dir():
         pytest.skip(f"{folder} is absent")
     return folder
+
+
+@pytest.fixture(scope="session")
+def data_lfw_dir(data_root: Path) -> Path:
+    return _data_folder(data_root, "lfw/lfw-deepfunneled")
 
 
 @pytest.fixture(scope="session")
 def data_celeba_dir(data_root: Path) -> Path:
-    folder = data_root / "celeba-subset"
-    if not folder.is_dir():
-        pytest.skip(f"{folder} is absent")
-    return folder
+    return _data_folder(data_root, "celeba-subset")
 
 
 @pytest.fixture(scope="session")
 def data_imdb_dir(data_root: Path) -> Path:
-    folder = data_root / "imdb-face"
-    if not folder.is_dir():
-        pytest.skip(f"{folder} is absent")
-    return folder
+    return _data_folder(data_root, "imdb-face")
 
 
 def _write_photo(path: Path, rgb: tuple[int, int, int], size: tuple[int, int] = (40, 40), *, noise_seed: int | None = None) -> Path:

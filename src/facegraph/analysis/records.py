@@ -17,6 +17,7 @@ import numpy as np
 
 from facegraph.engine import table2
 from facegraph.engine.config import config_from_dict
+from facegraph.engine.runs import read_json
 from facegraph.errors import ConfigError, DataError, FacegraphError
 
 logger = logging.getLogger(__name__)
@@ -94,15 +95,6 @@ def model_label(config: dict[str, Any], fallback: str) -> str:
         return table2.model_label(config_from_dict(config), with_backbone=True)
     except ConfigError:
         return fallback
-
-
-def read_json_file(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise DataError(f"cannot read {path}: {error.strerror}") from None
-    except ValueError as error:
-        raise DataError(f"{path} is not valid JSON ({error})") from None
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -199,12 +191,12 @@ def read_run_records(run_dir: str | Path, split: str = "test") -> RunRecords:
     config_path, metrics_path = path / "config.json", path / "metrics.jsonl"
     if not config_path.is_file() and not metrics_path.is_file():
         raise FacegraphError(f"{path} is not a run directory (neither config.json nor metrics.jsonl); create one with `facegraph train`")
-    config = read_json_file(config_path) if config_path.is_file() else {}
+    config = read_json(config_path) if config_path.is_file() else {}
     dataset_path = path / "dataset.json"
-    dataset = read_json_file(dataset_path) if dataset_path.is_file() else {}
+    dataset = read_json(dataset_path) if dataset_path.is_file() else {}
     epochs = read_metrics(metrics_path) if metrics_path.is_file() else []
     summary_path, images_path = path / "eval" / f"{split}.json", path / "eval" / f"{split}-images.csv"
-    evaluation = read_json_file(summary_path) if summary_path.is_file() else None
+    evaluation = read_json(summary_path) if summary_path.is_file() else None
     images = read_image_records(images_path, dataset.get("features", {})) if images_path.is_file() else None
     if evaluation is None:
         logger.warning("%s: no eval/%s.json; run `facegraph evaluate %s --split %s` for its table row and figures", path, split, path, split)

@@ -33,16 +33,17 @@ class DemoResult:
 
 def prepared_lfw(out: Path, data: Path | None) -> Path:
     """LFW with >= 10 photos per person at 64 px under `out`, prepared once. `data` is a folder holding lfw/
-    (like FACEGRAPH_DATA); without it LFW is found through FACEGRAPH_DATA or downloaded into the user cache."""
+    (like FACEGRAPH_DATA) or the LFW folder itself; without it LFW is found through FACEGRAPH_DATA or downloaded
+    into the user cache."""
     target = out / "data" / f"lfw10-{DEMO_IMAGE_SIZE}px"
     try:
         load_prepared(target)
         return target
     except DataError:  # absent or incomplete: (re)prepare it
         logger.info("preparing LFW into %s", target)
-    lfw_dir = data / "lfw" / LFW_FOLDER if data is not None else None
-    if lfw_dir is not None and not lfw_dir.is_dir():
-        lfw_dir = data if (data / "George_W_Bush").is_dir() else None
+    lfw_dir = data
+    if data is not None and (data / "lfw" / LFW_FOLDER).is_dir():
+        lfw_dir = data / "lfw" / LFW_FOLDER
     prepare_lfw(target, Selection(image_size=DEMO_IMAGE_SIZE, min_images=10, split=dict(DEMO_SPLIT)),
                 lfw_dir=lfw_dir, overwrite=True, progress=True)
     return target

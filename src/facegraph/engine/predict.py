@@ -8,7 +8,6 @@ get their prediction.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any, Sequence
 import torch
 
 from facegraph.data.images import load_image_for_inference
-from facegraph.engine.runs import EVAL_DIR, RunInfo, load_trained_model
+from facegraph.engine.runs import EVAL_DIR, RunInfo, load_trained_model, read_json
 from facegraph.errors import DataError, FacegraphError
 from facegraph.graphs import read_out
 from facegraph.models import GatedResNet
@@ -80,10 +79,7 @@ def _stored_prototypes(run_dir: Path, labels_of: dict[str, list[str]], num_gates
         path = run_dir / EVAL_DIR / f"{split}.json"
         if not path.is_file():
             continue
-        try:
-            readout = json.loads(path.read_text()).get("readout", {})
-        except ValueError as error:
-            raise DataError(f"{path} is not valid JSON ({error})") from None
+        readout = read_json(path).get("readout", {})
         found = {}
         for feature, result in readout.items():
             rows = result.get("prototypes")

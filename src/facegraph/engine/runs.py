@@ -17,7 +17,7 @@ import torch
 
 from facegraph.engine.checkpoint import atomic_write_bytes, load_checkpoint
 from facegraph.engine.config import RunConfig, config_from_dict
-from facegraph.errors import ConfigError, FacegraphError
+from facegraph.errors import ConfigError, DataError, FacegraphError
 from facegraph.flops import CostTable, cost_table
 from facegraph.graphs import FeatureMasks, build_feature_masks, check_disjoint_features, middle_gated_schedule
 from facegraph.models import GatedResNet, build_model, num_blocks, stage_first_blocks
@@ -36,12 +36,15 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """A JSON file of a run directory; DataError naming the file when it is missing, unreadable or not JSON."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FacegraphError(f"{path} does not exist") from None
-    except json.JSONDecodeError as error:
-        raise FacegraphError(f"{path} is not valid JSON ({error})") from None
+        raise DataError(f"{path} does not exist") from None
+    except OSError as error:
+        raise DataError(f"cannot read {path}: {error.strerror}") from None
+    except ValueError as error:
+        raise DataError(f"{path} is not valid JSON ({error})") from None
 
 
 def target_rates(config: RunConfig) -> list[float] | None:

@@ -61,21 +61,21 @@ class EpochTotals:
     top5: float = 0.0
 
 
-def _prepare_run_dir(out: Path, config: RunConfig, resume: bool) -> int:
-    """Returns the number of finished epochs to continue from (0 for a fresh run)."""
+def _resumes_checkpoint(out: Path, config: RunConfig, resume: bool) -> bool:
+    """Whether `out` holds a checkpoint to continue from; refuses to overwrite a run or resume another config."""
     last = out / runs.CHECKPOINTS / "last.pt"
     if resume:
         if not last.exists():
             logger.info("no checkpoint in %s: starting from scratch", out)
-            return 0
+            return False
         previous = runs.read_json(out / runs.CONFIG_FILE)
         if previous != config.to_dict():
             raise ConfigError(f"{out} was started with a different configuration; resume it with the same one "
                               f"(see {out / runs.CONFIG_FILE})")
-        return -1  # known once the checkpoint is read
+        return True
     if (out / runs.METRICS_FILE).exists() or last.exists():
         raise FacegraphError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    return 0
+    return False
 
 
 def train(config: RunConfig, data_root: str | Path, out: str | Path, *, resume: bool = False) -> Path:
@@ -101,7 +101,7 @@ def _train(config: RunConfig, data_root: str | Path, out: Path, resume: bool, co
         raise ConfigError(f"model.image_size is {config.model.image_size} but {dataset.root} holds "
                           f"{dataset.image_size} px images; prepare it at that size or --set model.image_size="
                           f"{dataset.image_size}")
-    start_epoch = _prepare_run_dir(out, config, resume) if context.is_main else 0
+    resuming = _resumes_checkpoint(out, config, resume) if context.is_main else False
     model = runs.model_from_config(config, dataset.num_identities)
     masks = runs.iig_masks(config, model.num_gates, dataset.features)
     mask_codes = [(m, dataset.attribute_codes(m.feature)) for m in masks]
@@ -126,8 +126,8 @@ def _train(config: RunConfig, data_root: str | Path, out: Path, resume: bool, co
         logger.warning("the dataset has no %r split: the last epoch's weights are kept as best", config.data.val_split)
 
     metrics = MetricsLog(out / runs.METRICS_FILE)
-    best_val_top1 = None
-    resumed = distributed.broadcast_flag(start_epoch == -1, context)
+    start_epoch, best_val_top1 = 0, None
+    resumed = distributed.broadcast_flag(resuming, context)
     if resumed:
         state = load_checkpoint(out / runs.CHECKPOINTS / "last.pt")
         model.load_state_dict(state["model"])
