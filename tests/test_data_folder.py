@@ -35,6 +35,19 @@ def test_lfw_min_10_gives_158_identities_4324_images_with_gender(tmp_path: Path,
     assert elapsed < 40, f"LFW prepare took {elapsed:.1f} s"
 
 
+def test_prepare_lfw_command_gives_the_158_people_with_10_photos(tmp_path: Path, data_lfw_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    # The shared folder holds 5,484 people (also everyone with 1-4 photos): `prepare lfw` keeps the 158 with >= 10.
+    out = tmp_path / "lfw-cli"
+    code = main(["prepare", "lfw", "--lfw-dir", str(data_lfw_dir), "--image-size", "16", "--out", str(out), "--no-progress"])
+    assert code == 0
+    assert "prepared 158 identities, 4324 images" in capsys.readouterr().out
+    info = json.loads((out / "prepare.json").read_text())
+    assert info["parameters"]["min_images"] == 10
+    assert info["parameters"]["lfw_variant"] == "deep-funneled" and info["parameters"]["center_crop"] == 0.45
+    assert info["dropped"]["identities"] == {"too_few_images": 5484 - 158}
+    assert load_prepared(out).identities[0].attributes["gender"] in ("male", "female")
+
+
 def test_prepare_lfw_finds_data_and_gender_lists(tmp_path: Path, data_lfw_dir: Path) -> None:
     result = prepare_lfw(tmp_path / "lfw", Selection(image_size=16, min_images=10, max_identities=3), lfw_dir=data_lfw_dir)
     dataset = load_prepared(result.root)

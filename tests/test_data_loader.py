@@ -125,12 +125,17 @@ def test_train_loader_augments_but_eval_does_not(data_synthetic_prepared: Path) 
 def test_inference_photo_matches_the_prepared_image(data_small_lfw: Path, data_lfw_dir: Path) -> None:
     dataset = load_prepared(data_small_lfw)
     sample = dataset.samples[0]
-    tensor = load_image_for_inference(data_lfw_dir / sample.source, dataset)
+    tensor = load_image_for_inference(data_lfw_dir / sample.source, dataset.preprocessing())
     assert tensor.shape == (3, 32, 32) and tensor.dtype == torch.float32
     prepared = normalize(_decoded(dataset, 0), dataset.mean, dataset.std)
     assert (tensor - prepared).abs().mean() < 0.1  # same cut; only the JPEG re-encoding differs
-    again = load_image_for_inference(data_lfw_dir / sample.source, dataset.info)
-    assert torch.equal(tensor, again)
+    # A run's dataset.json carries the same four keys among others: the same tensor.
+    run_summary = {"root": str(dataset.root), "identities": [i.name for i in dataset.identities], **dataset.preprocessing()}
+    assert torch.equal(tensor, load_image_for_inference(data_lfw_dir / sample.source, run_summary))
+    with pytest.raises(DataError, match="preprocessing mapping"):
+        load_image_for_inference(data_lfw_dir / sample.source, dataset)  # the one shape only
+    with pytest.raises(DataError, match="lack center_crop"):
+        load_image_for_inference(data_lfw_dir / sample.source, {"image_size": 32, "mean": [0.5] * 3, "std": [0.5] * 3})
 
 
 def test_inference_on_an_unreadable_file_names_it(tmp_path: Path, data_synthetic_prepared: Path) -> None:
@@ -138,6 +143,6 @@ def test_inference_on_an_unreadable_file_names_it(tmp_path: Path, data_synthetic
     bad = tmp_path / "holiday.jpg"
     bad.write_bytes(b"\xff\xd8\xff garbage")
     with pytest.raises(DataError, match="holiday.jpg"):
-        load_image_for_inference(bad, dataset)
+        load_image_for_inference(bad, dataset.preprocessing())
     with pytest.raises(DataError, match="nothing.jpg"):
         load_image_for_inference(tmp_path / "nothing.jpg", {"image_size": 16, "center_crop": 1.0, "mean": [0.5] * 3, "std": [0.5] * 3})

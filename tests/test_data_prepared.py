@@ -42,9 +42,13 @@ def test_split_indices_partition_samples_per_identity(data_synthetic_prepared: P
 
 def test_split_parsing_and_assignment() -> None:
     assert parse_split("80/20") == {"train": 0.8, "test": 0.2}
-    assert parse_split("8/1/1") == pytest.approx({"train": 0.8, "val": 0.1, "test": 0.1})
+    assert parse_split("80/10/10") == pytest.approx({"train": 0.8, "val": 0.1, "test": 0.1})
+    assert parse_split("0.7/0.3") == pytest.approx({"train": 0.7, "test": 0.3})
     with pytest.raises(DataError):
         parse_split("80")
+    for not_100 in ("80/30", "8/1/1", "50/20/10"):
+        with pytest.raises(DataError, match=f"split '{not_100}' sums to"):
+            parse_split(not_100)
     labels = assign_splits(7, {"train": 0.8, "val": 0.1, "test": 0.1})
     assert labels == ["train"] * 6 + ["test"]  # boundaries at round(5.6)=6, round(6.3)=6, 7
     assert assign_splits(100, parse_split("80/20")).count("train") == 80

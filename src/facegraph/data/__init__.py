@@ -12,7 +12,7 @@ from facegraph.data.prepared import Identity, PreparedDataset, Sample, load_prep
 from facegraph.data.sources.celeba import prepare_celeba
 from facegraph.data.sources.folder import prepare_folder
 from facegraph.data.sources.imdb_face import prepare_imdb_face, prepare_imdb_face_lists
-from facegraph.data.sources.lfw import fetch_lfw, prepare_lfw
+from facegraph.data.sources.lfw import fetch_lfw, fetch_lfw_pairs, prepare_lfw
 
 __all__ = [
     "EXTRA_FEATURES",
@@ -29,6 +29,7 @@ __all__ = [
     "UnusableImage",
     "bucket_age",
     "fetch_lfw",
+    "fetch_lfw_pairs",
     "find_data_root",
     "load_image_for_inference",
     "load_prepared",

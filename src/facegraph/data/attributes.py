@@ -1,7 +1,9 @@
-"""The paper's Table I attribute vocabulary and the importers that map attribute files onto it.
+"""The paper's Table I attribute vocabulary and the coding shared by every source.
 
-Every importer returns per-identity attributes as ``{feature: label word}``; a feature missing from the
-dict, or the word ``unknown``, means the identity has no label for it.
+Attributes are per identity, ``{feature: label word}``; a feature missing from the dict, or the word
+``UNKNOWN`` (``"unknown"``, defined here and nowhere else), means the identity has no label for it. This module
+holds the vocabulary, the paper's coded annotation format (``manual_annotations.csv``, also used by the derived
+LFW table) and the per-identity majority vote; each source's own files are read in its module under ``sources/``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from facegraph.data.textfile import decoded_lines, open_binary
 from facegraph.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -47,9 +50,6 @@ CODED_COLUMNS: dict[str, str] = {
     "Age": "age",
     "Specs": "eyeglasses",
 }
-
-# CelebA attribute names the importer reads.
-CELEBA_USED_ATTRIBUTES = ("Male", "Mustache", "No_Beard", "Goatee", "Eyeglasses", "Young")
 
 IdentityAttributes = dict[str, str]
 
@@ -121,12 +121,8 @@ def read_coded_annotations(path: str | Path) -> list[AnnotationRecord]:
     other than the coded ones, ``Label`` and ``Name`` are ignored (the derived LFW table has vote fractions).
     """
     path = Path(path)
-    try:
-        handle = path.open(newline="", encoding="utf-8-sig")
-    except OSError as error:
-        raise DataError(f"cannot read annotation file {path}: {error.strerror}") from None
-    with handle:
-        reader = csv.reader(handle)
+    with open_binary(path, "annotation file") as handle:
+        reader = csv.reader(decoded_lines(path, handle))
         header = [column.strip() for column in next(reader, [])]
         if "Name" not in header or "Label" not in header:
             raise DataError(f"{path}, line 1: header {','.join(header)!r} lacks the Label and Name columns")
@@ -193,108 +189,6 @@ def majority_per_identity(labelled_images: Iterable[tuple[str, IdentityAttribute
             tied = len(ranked) == 2 and ranked[0][1] == ranked[1][1]
             result[identity][feature] = UNKNOWN if not ranked or tied else ranked[0][0]
     return result
-
-
-def _read_name_list(path: Path) -> set[str]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as error:
-        raise DataError(f"cannot read LFW gender list {path}: {error.strerror}") from None
-    return {line.strip() for line in text.splitlines() if line.strip()}
-
-
-def read_lfw_gender_lists(male_list: str | Path, female_list: str | Path) -> dict[str, str]:
-    """Per-image gender from the LFW gender lists (one image file name a line); an image in both is unknown."""
-    males = _read_name_list(Path(male_list))
-    females = _read_name_list(Path(female_list))
-    genders = {image: "male" for image in males - females}
-    genders.update({image: "female" for image in females - males})
-    genders.update({image: UNKNOWN for image in males & females})
-    return genders
-
-
-LFW_MALE_LIST = "lfw_male_names.txt"
-LFW_FEMALE_LIST = "lfw_female_names.txt"
-LFW_DERIVED_TABLE = "lfw_identity_attributes_derived.csv"
-
-
-def read_lfw_attributes(lfw_dir: str | Path, images_of_identity: Mapping[str, Iterable[str]]) -> tuple[dict[str, IdentityAttributes], list[str]]:
-    """LFW attributes per identity from the files in ``lfw_dir``, and the list of files used.
-
-    Gender is the per-identity majority over the gender lists (``lfw_male_names.txt``,
-    ``lfw_female_names.txt``); if ``lfw_identity_attributes_derived.csv`` is there, its other features are
-    added (model-derived, noisy). ``images_of_identity`` maps each identity name to its image file names.
-    """
-    lfw_dir = Path(lfw_dir)
-    male, female = lfw_dir / LFW_MALE_LIST, lfw_dir / LFW_FEMALE_LIST
-    derived = lfw_dir / LFW_DERIVED_TABLE
-    if not (male.is_file() and female.is_file()) and not derived.is_file():
-        raise DataError(f"{lfw_dir} has neither the LFW gender lists ({LFW_MALE_LIST}, {LFW_FEMALE_LIST}) nor {LFW_DERIVED_TABLE}")
-    used: list[str] = []
-    attributes: dict[str, IdentityAttributes] = {name: {} for name in images_of_identity}
-    if derived.is_file():
-        table, _ = annotations_by_name(read_coded_annotations(derived), derived)
-        for name in attributes:
-            if name in table:
-                attributes[name].update(table[name])
-        used.append(str(derived))
-    if male.is_file() and female.is_file():
-        genders = read_lfw_gender_lists(male, female)
-        votes = ((name, {"gender": genders.get(image, UNKNOWN)}) for name, images in images_of_identity.items() for image in images)
-        for name, voted in majority_per_identity(votes).items():
-            # The lists are human labels: they take precedence over the table's copy of them.
-            attributes[name]["gender"] = voted["gender"]
-        used += [str(male), str(female)]
-    return attributes, used
-
-
-def read_celeba_attribute_file(path: str | Path) -> dict[str, dict[str, bool]]:
-    """Per-image CelebA attributes from ``list_attr_celeba.txt`` (count line, names line, ``<image> <1|-1>...``)."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except OSError as error:
-        raise DataError(f"cannot read CelebA attribute file {path}: {error.strerror}") from None
-    if len(lines) < 2:
-        raise DataError(f"{path}: expected a count line and an attribute-name line")
-    try:
-        declared = int(lines[0].strip())
-    except ValueError:
-        raise DataError(f"{path}, line 1: {lines[0]!r} is not the image count") from None
-    names = lines[1].split()
-    missing = [name for name in CELEBA_USED_ATTRIBUTES if name not in names]
-    if missing:
-        raise DataError(f"{path}, line 2: attribute(s) {', '.join(missing)} missing from the header")
-    flags: dict[str, dict[str, bool]] = {}
-    for line_number, line in enumerate(lines[2:], start=3):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != len(names) + 1:
-            raise DataError(f"{path}, line {line_number}: {len(fields) - 1} values, expected {len(names)}")
-        image, values = fields[0], fields[1:]
-        for name, value in zip(names, values):
-            if value not in ("1", "-1"):
-                raise DataError(f"{path}, line {line_number}, column {name}: value {value!r} is neither 1 nor -1")
-        if image in flags:
-            raise DataError(f"{path}, line {line_number}: image {image} is listed twice")
-        flags[image] = {name: value == "1" for name, value in zip(names, values)}
-    if len(flags) != declared:
-        logger.warning("%s declares %d images but lists %d", path, declared, len(flags))
-    return flags
-
-
-def celeba_image_labels(flags: Mapping[str, bool]) -> IdentityAttributes:
-    """Feature labels of one CelebA image: Male -> gender; Mustache / No_Beard / Goatee -> facial_hair; Eyeglasses; Young."""
-    beard = not flags["No_Beard"] or flags["Goatee"]
-    moustache = flags["Mustache"]
-    facial_hair = "both" if beard and moustache else "beard" if beard else "moustache" if moustache else "none"
-    return {
-        "gender": "male" if flags["Male"] else "female",
-        "facial_hair": facial_hair,
-        "eyeglasses": "yes" if flags["Eyeglasses"] else "no",
-        "young": "yes" if flags["Young"] else "no",
-    }
 
 
 def attribute_coverage(attributes: Mapping[str, Mapping[str, str]], features: Iterable[str]) -> dict[str, int]:

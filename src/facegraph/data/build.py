@@ -15,7 +15,7 @@ import logging
 import os
 import zlib
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -81,19 +81,59 @@ class Selection:
             raise DataError(f"max identities {self.max_identities} must be at least 1")
         if self.workers < 1:
             raise DataError(f"workers {self.workers} must be at least 1")
+        if not 0 <= self.seed < 2**63:
+            raise DataError(f"seed {self.seed} must be a non-negative integer below 2**63")
+        if abs(sum(self.split.values()) - 1.0) > 1e-6 or any(part < 0 for part in self.split.values()):
+            raise DataError(f"split fractions {self.split} must be non-negative and sum to 1")
 
 
 def parse_split(text: str) -> dict[str, float]:
-    """``80/20`` -> train/test, ``80/10/10`` -> train/val/test (any positive numbers; normalised to fractions)."""
+    """``80/20`` -> train/test, ``80/10/10`` -> train/val/test: percentages summing to 100 (or fractions summing to 1).
+
+    Parts that sum to anything else are refused rather than rescaled: ``80/30`` is a typo, not a request.
+    """
     try:
         parts = [float(part) for part in text.replace(",", "/").split("/")]
     except ValueError:
         raise DataError(f"split {text!r} is not like 80/20 or 80/10/10") from None
     if len(parts) not in (2, 3) or parts[0] <= 0 or any(part < 0 for part in parts):
         raise DataError(f"split {text!r} is not like 80/20 or 80/10/10 (train must be > 0)")
-    names = ("train", "test") if len(parts) == 2 else SPLIT_NAMES
     total = sum(parts)
+    if abs(total - 100) > 1e-6 and abs(total - 1) > 1e-9:
+        raise DataError(f"split {text!r} sums to {total:g}; the parts must sum to 100 (e.g. 80/20 or 80/10/10)")
+    names = ("train", "test") if len(parts) == 2 else SPLIT_NAMES
     return {name: part / total for name, part in zip(names, parts)}
+
+
+def check_output_apart(out: str | Path, inputs: Iterable[str | Path | None], *, overwrite: bool = False) -> None:
+    """Refuse, before anything is written, an output folder that cannot hold a prepared dataset.
+
+    ``out`` may not equal, contain or lie inside any of ``inputs`` (with ``--overwrite`` that would delete the
+    source photos; without it, a dataset inside a photo folder becomes an identity of the next prepare), may not
+    be an existing file, and must be creatable: its nearest existing parent a writable folder. None inputs are skipped.
+    """
+    target = Path(out).expanduser().resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given).expanduser().resolve()
+        if target == source:
+            raise DataError(f"output {out} is the input {given}; choose an --out outside the input (--overwrite would delete it)")
+        if source.is_relative_to(target):
+            raise DataError(f"output {out} contains the input {given}; choose an --out outside the input (--overwrite would delete it)")
+        if target.is_relative_to(source) and source.is_dir():
+            raise DataError(f"output {out} lies inside the input folder {given}; choose an --out outside it")
+    if target.exists() and not target.is_dir():
+        raise DataError(f"output {out} is an existing file, not a dataset folder; choose another --out")
+    if target.exists() and not overwrite:
+        raise DataError(f"{out} already exists; choose another --out or pass --overwrite")
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise DataError(f"cannot create output {out}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DataError(f"cannot create output {out}: {parent} is not writable")
 
 
 def assign_splits(count_: int, fractions: dict[str, float]) -> list[str]:
@@ -121,6 +161,8 @@ class ScannedSource:
     anomalies: list[str] = field(default_factory=list)
     attributes: dict[str, IdentityAttributes] = field(default_factory=dict)
     attribute_sources: list[str] = field(default_factory=list)
+    # Further files and folders the source reads (or caches into): an output may not overlap them.
+    inputs: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -204,7 +246,10 @@ class _Scheduler:
     def _make(self, candidate: Candidate) -> _Face:
         face = self.source.make_face(candidate, self.selection.image_size)
         staged = self.staged_dir / f"{next(self.serial)}.jpg"
-        Image.fromarray(face).save(staged, quality=JPEG_QUALITY)
+        try:
+            Image.fromarray(face).save(staged, quality=JPEG_QUALITY)
+        except OSError as error:
+            raise DataError(f"cannot write {staged}: {error.strerror or error}") from None
         values = face.reshape(-1, 3).astype(np.float64) / 255.0
         return _Face(staged, values.sum(axis=0), (values * values).sum(axis=0), values.shape[0])
 
@@ -274,6 +319,7 @@ def _normalization(faces: list[_Face]) -> dict[str, Any]:
 
 def build_prepared(out: str | Path, source: ScannedSource, selection: Selection, *, overwrite: bool = False, progress: bool = False) -> PrepareResult:
     """Select, cut and write the images of ``source`` into a prepared dataset at ``out`` (atomically)."""
+    check_output_apart(out, [source.path, *source.inputs, *source.attribute_sources], overwrite=overwrite)
     with StagedDataset(out, overwrite=overwrite) as staged:
         scheduler = _Scheduler(source, selection, staged.staging, progress)
         scheduler.run()

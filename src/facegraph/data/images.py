@@ -11,16 +11,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from facegraph.errors import DataError
-
-if TYPE_CHECKING:
-    from facegraph.data.prepared import PreparedDataset
 
 RESAMPLING = Image.Resampling.BICUBIC
 
@@ -123,6 +120,9 @@ def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float])
     return images.to(torch.float32).mul_(scale).add_(shift)
 
 
+PREPROCESSING_KEYS = ("image_size", "center_crop", "mean", "std")
+
+
 @dataclass(frozen=True)
 class InferenceParams:
     """How a dataset's images were cut and normalised, to treat a user's photo the same way."""
@@ -133,31 +133,41 @@ class InferenceParams:
     std: tuple[float, float, float]
 
 
-def inference_params(dataset_or_prepare_params: PreparedDataset | Mapping[str, Any]) -> InferenceParams:
-    """From a PreparedDataset, a ``prepare.json`` dict, or a flat ``{image_size, center_crop, mean, std}`` dict."""
-    from facegraph.data.prepared import PreparedDataset
+def inference_params(preprocessing: Mapping[str, Any]) -> InferenceParams:
+    """Read the one preprocessing shape: ``{image_size, center_crop, mean, std}`` (other keys are ignored).
 
-    source = dataset_or_prepare_params
-    if isinstance(source, PreparedDataset):
-        return InferenceParams(source.image_size, source.center_crop, tuple(source.mean), tuple(source.std))
-    if not isinstance(source, Mapping):
-        raise DataError(f"expected a PreparedDataset or a mapping of prepare parameters, got {type(source).__name__}")
+    That is what ``PreparedDataset.preprocessing()`` returns and what a training run stores in its
+    ``dataset.json``; pass either. ``image_size`` in pixels, ``center_crop`` a fraction in (0, 1], ``mean`` and
+    ``std`` three per-channel values in [0, 1] pixel units (``std`` > 0).
+    """
+    if not isinstance(preprocessing, Mapping):
+        raise DataError(
+            f"expected a preprocessing mapping with keys {', '.join(PREPROCESSING_KEYS)} "
+            f"(e.g. PreparedDataset.preprocessing() or a run's dataset.json), got {type(preprocessing).__name__}"
+        )
+    missing = [key for key in PREPROCESSING_KEYS if key not in preprocessing]
+    if missing:
+        raise DataError(f"preprocessing parameters lack {', '.join(missing)} (expected keys {', '.join(PREPROCESSING_KEYS)})")
     try:
-        if "normalization" in source:  # prepare.json
-            return InferenceParams(
-                int(source["image_size"]),
-                float(source.get("parameters", {}).get("center_crop", 1.0)),
-                tuple(source["normalization"]["mean"]),
-                tuple(source["normalization"]["std"]),
-            )
-        return InferenceParams(int(source["image_size"]), float(source.get("center_crop", 1.0)), tuple(source["mean"]), tuple(source["std"]))
-    except (KeyError, TypeError, ValueError) as error:
-        raise DataError(f"prepare parameters lack or mistype {error}; expected image_size, center_crop, mean, std") from None
+        params = InferenceParams(
+            int(preprocessing["image_size"]),
+            float(preprocessing["center_crop"]),
+            tuple(float(v) for v in preprocessing["mean"]),
+            tuple(float(v) for v in preprocessing["std"]),
+        )
+    except (TypeError, ValueError) as error:
+        raise DataError(f"preprocessing parameters mistyped ({error}); expected image_size int, center_crop float, mean/std 3 floats") from None
+    if params.image_size < 1 or not 0 < params.center_crop <= 1 or len(params.mean) != 3 or len(params.std) != 3 or min(params.std) <= 0:
+        raise DataError(f"preprocessing parameters out of range: {params}")
+    return params
 
 
-def load_image_for_inference(path: str | Path, dataset_or_prepare_params: PreparedDataset | Mapping[str, Any]) -> torch.Tensor:
-    """A user's photo cut, resized and normalised as the dataset was prepared: float32 (3, H, W)."""
-    params = inference_params(dataset_or_prepare_params)
+def load_image_for_inference(path: str | Path, preprocessing: Mapping[str, Any]) -> torch.Tensor:
+    """A user's photo cut, resized and normalised as the dataset was prepared: float32 (3, H, W).
+
+    ``preprocessing``: ``{image_size, center_crop, mean, std}`` (see ``inference_params``).
+    """
+    params = inference_params(preprocessing)
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such image file")

@@ -76,6 +76,11 @@ class PreparedDataset:
         present = {sample.split for sample in self.samples}
         return [name for name in SPLIT_NAMES if name in present]
 
+    def preprocessing(self) -> dict[str, Any]:
+        """How images were cut and normalised: ``{image_size, center_crop, mean, std}``, the one shape
+        ``load_image_for_inference`` reads (a training run stores it in its ``dataset.json``)."""
+        return {"image_size": self.image_size, "center_crop": self.center_crop, "mean": list(self.mean), "std": list(self.std)}
+
     def split_indices(self, split: str) -> list[int]:
         """Indices into ``samples`` of the samples in ``split``."""
         if split not in SPLIT_NAMES:
@@ -234,8 +239,11 @@ class StagedDataset:
             if not _process_alive(stale.name.rsplit("-", 1)[-1]):
                 logger.info("removing %s left by an interrupted prepare", stale)
                 shutil.rmtree(stale, ignore_errors=True)
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        (self.staging / IMAGES_DIR).mkdir(parents=True)
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            (self.staging / IMAGES_DIR).mkdir(parents=True)
+        except OSError as error:
+            raise DataError(f"cannot create {self.staging} for output {self.out}: {error.strerror or error}") from None
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -244,6 +252,12 @@ class StagedDataset:
 
     def commit(self, identities: list[Identity], samples: list[Sample], features: dict[str, list[str]], info: dict[str, Any]) -> Path:
         """Write the CSV files and ``prepare.json`` (last), then move the dataset into place."""
+        try:
+            return self._commit(identities, samples, features, info)
+        except OSError as error:
+            raise DataError(f"cannot write the prepared dataset {self.out}: {error.strerror or error}") from None
+
+    def _commit(self, identities: list[Identity], samples: list[Sample], features: dict[str, list[str]], info: dict[str, Any]) -> Path:
         with (self.staging / IDENTITIES_FILE).open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(["identity", "name", *features])

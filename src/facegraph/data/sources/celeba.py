@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from facegraph.data.attributes import celeba_image_labels, majority_per_identity, read_celeba_attribute_file
-from facegraph.data.build import Candidate, PrepareResult, ScannedSource, Selection, build_prepared
+from facegraph.data.attributes import IdentityAttributes, majority_per_identity
+from facegraph.data.build import Candidate, PrepareResult, ScannedSource, Selection, build_prepared, check_output_apart
 from facegraph.data.images import FaceCrop, cut_face, open_image
+from facegraph.data.textfile import read_lines
 from facegraph.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -22,6 +24,56 @@ logger = logging.getLogger(__name__)
 IDENTITY_FILE = "identity_CelebA.txt"
 ATTRIBUTE_FILE = "list_attr_celeba.txt"
 IMAGE_FOLDERS = ("img_align_celeba", "faces")
+
+
+# CelebA attribute names the importer reads.
+CELEBA_USED_ATTRIBUTES = ("Male", "Mustache", "No_Beard", "Goatee", "Eyeglasses", "Young")
+
+
+def read_celeba_attribute_file(path: str | Path) -> dict[str, dict[str, bool]]:
+    """Per-image CelebA attributes from ``list_attr_celeba.txt`` (count line, names line, ``<image> <1|-1>...``)."""
+    path = Path(path)
+    lines = read_lines(path, "CelebA attribute file")
+    if len(lines) < 2:
+        raise DataError(f"{path}: expected a count line and an attribute-name line")
+    try:
+        declared = int(lines[0].strip())
+    except ValueError:
+        raise DataError(f"{path}, line 1: {lines[0]!r} is not the image count") from None
+    names = lines[1].split()
+    missing = [name for name in CELEBA_USED_ATTRIBUTES if name not in names]
+    if missing:
+        raise DataError(f"{path}, line 2: attribute(s) {', '.join(missing)} missing from the header")
+    flags: dict[str, dict[str, bool]] = {}
+    for line_number, line in enumerate(lines[2:], start=3):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != len(names) + 1:
+            raise DataError(f"{path}, line {line_number}: {len(fields) - 1} values, expected {len(names)}")
+        image, values = fields[0], fields[1:]
+        for name, value in zip(names, values):
+            if value not in ("1", "-1"):
+                raise DataError(f"{path}, line {line_number}, column {name}: value {value!r} is neither 1 nor -1")
+        if image in flags:
+            raise DataError(f"{path}, line {line_number}: image {image} is listed twice")
+        flags[image] = {name: value == "1" for name, value in zip(names, values)}
+    if len(flags) != declared:
+        logger.warning("%s declares %d images but lists %d", path, declared, len(flags))
+    return flags
+
+
+def celeba_image_labels(flags: Mapping[str, bool]) -> IdentityAttributes:
+    """Feature labels of one CelebA image: Male -> gender; Mustache / No_Beard / Goatee -> facial_hair; Eyeglasses; Young."""
+    beard = not flags["No_Beard"] or flags["Goatee"]
+    moustache = flags["Mustache"]
+    facial_hair = "both" if beard and moustache else "beard" if beard else "moustache" if moustache else "none"
+    return {
+        "gender": "male" if flags["Male"] else "female",
+        "facial_hair": facial_hair,
+        "eyeglasses": "yes" if flags["Eyeglasses"] else "no",
+        "young": "yes" if flags["Young"] else "no",
+    }
 
 
 def _default_images_dir(root: Path) -> Path:
@@ -46,10 +98,7 @@ def scan_celeba(
     images = Path(images_dir) if images_dir else _default_images_dir(root)
     if not 0.05 <= center_crop <= 1.0:
         raise DataError(f"center crop {center_crop} must be a fraction in [0.05, 1]")
-    try:
-        lines = identity_path.read_text(encoding="utf-8-sig").splitlines()
-    except OSError as error:
-        raise DataError(f"cannot read CelebA identity file {identity_path}: {error.strerror}") from None
+    lines = read_lines(identity_path, "CelebA identity file")
     crop = FaceCrop(center_fraction=center_crop)
     candidates: dict[str, list[Candidate]] = {}
     dropped: Counter = Counter()
@@ -84,6 +133,7 @@ def scan_celeba(
         candidates=candidates,
         make_face=lambda candidate, size: _make_face(images, candidate, size),
         parameters={"center_crop": center_crop, "identity_file": str(identity_path), "images_dir": str(images)},
+        inputs=[str(identity_path), str(images)],
         dropped_images=dropped,
     )
     if attribute_path.is_file():
@@ -118,5 +168,6 @@ def prepare_celeba(
     progress: bool = False,
 ) -> PrepareResult:
     """Prepare CelebA (official files, flat or per-identity image folders) into ``out``."""
+    check_output_apart(out, [root, identity_file, attribute_file, images_dir], overwrite=overwrite)
     source = scan_celeba(root, identity_file=identity_file, attribute_file=attribute_file, images_dir=images_dir, center_crop=center_crop)
     return build_prepared(out, source, selection or Selection(), overwrite=overwrite, progress=progress)

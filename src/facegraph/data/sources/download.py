@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from tqdm import tqdm
+
 from facegraph import __version__
 from facegraph.data.images import UnusableImage
 
@@ -99,33 +101,40 @@ def http_get(url: str, options: HttpOptions = HttpOptions()) -> bytes:
     return with_retries(url, options, attempt)
 
 
-def download_file(url: str, destination: Path, options: HttpOptions = HttpOptions(), *, progress: Callable[[int], None] | None = None) -> Path:
-    """Download ``url`` to ``destination``, resuming ``destination.part`` from an earlier attempt (HTTP Range)."""
+def download_file(url: str, destination: Path, options: HttpOptions = HttpOptions(), *, progress: bool = False) -> Path:
+    """Download ``url`` to ``destination``, resuming ``destination.part`` from an earlier attempt (HTTP Range).
+
+    On failure the part file is kept, so the next call resumes where this one stopped. ``progress``: a tqdm bar
+    on stderr with the bytes received and the rate.
+    """
     partial = destination.with_name(destination.name + ".part")
     destination.parent.mkdir(parents=True, exist_ok=True)
+    with tqdm(desc=destination.name, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress) as bar:
 
-    def attempt() -> None:
-        offset = partial.stat().st_size if partial.exists() else 0
-        headers = {"User-Agent": USER_AGENT, **({"Range": f"bytes={offset}-"} if offset else {})}
-        request = urllib.request.Request(url, headers=headers)
-        try:
-            response = urllib.request.urlopen(request, timeout=options.timeout)
-        except urllib.error.HTTPError as error:
-            if error.code == 416 and offset:  # nothing left to fetch: the part file is whole
-                return
-            raise
-        with response:
-            resumed = response.status == 206
-            received = offset if resumed else 0
-            with partial.open("ab" if resumed else "wb") as handle:
-                while chunk := response.read(CHUNK_BYTES):
-                    handle.write(chunk)
-                    received += len(chunk)
-                    if progress:
-                        progress(received)
-            _check_length(response, received, url, offset if resumed else 0)
+        def attempt() -> None:
+            offset = partial.stat().st_size if partial.exists() else 0
+            headers = {"User-Agent": USER_AGENT, **({"Range": f"bytes={offset}-"} if offset else {})}
+            request = urllib.request.Request(url, headers=headers)
+            try:
+                response = urllib.request.urlopen(request, timeout=options.timeout)
+            except urllib.error.HTTPError as error:
+                if error.code == 416 and offset:  # nothing left to fetch: the part file is whole
+                    return
+                raise
+            with response:
+                resumed = response.status == 206
+                received = offset if resumed else 0
+                declared = response.headers.get("Content-Length")
+                bar.reset(total=received + int(declared) if declared is not None and declared.isdigit() else None)
+                bar.update(received)
+                with partial.open("ab" if resumed else "wb") as handle:
+                    while chunk := response.read(CHUNK_BYTES):
+                        handle.write(chunk)
+                        received += len(chunk)
+                        bar.update(len(chunk))
+                _check_length(response, received, url, offset if resumed else 0)
 
-    with_retries(url, options, attempt)
+        with_retries(url, options, attempt)
     os.replace(partial, destination)
     return destination
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from facegraph.data.attributes import IdentityAttributes, annotations_by_name, read_coded_annotations, read_lfw_attributes
-from facegraph.data.build import Candidate, PrepareResult, ScannedSource, Selection, build_prepared
+from facegraph.data.attributes import IdentityAttributes, annotations_by_name, read_coded_annotations
+from facegraph.data.build import Candidate, PrepareResult, ScannedSource, Selection, build_prepared, check_output_apart
 from facegraph.data.images import FaceCrop, cut_face, open_image
+from facegraph.data.textfile import check_utf8_name
 from facegraph.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -21,6 +22,13 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", "
 def _identity_key(name: str) -> str:
     # Folder names that differ only in case or space/underscore are the same person written twice.
     return name.casefold().replace(" ", "_")
+
+
+def _listing(folder: Path, what: str) -> list[Path]:
+    try:
+        return sorted(folder.iterdir())
+    except OSError as error:
+        raise DataError(f"cannot read {what} {folder}: {error.strerror or error}") from None
 
 
 def scan_folder(src: str | Path, *, center_crop: float = 1.0) -> ScannedSource:
@@ -35,17 +43,26 @@ def scan_folder(src: str | Path, *, center_crop: float = 1.0) -> ScannedSource:
     dropped_images: Counter = Counter()
     dropped_identities: Counter = Counter()
     folders_of_key: dict[str, list[str]] = defaultdict(list)
-    for entry in sorted(root.iterdir()):
+    for entry in _listing(root, "photo folder"):
         if entry.name.startswith("."):
             continue
         if not entry.is_dir():
             dropped_images["outside_identity_folder"] += 1
             logger.warning("%s: not inside an identity folder, ignored", entry)
             continue
+        bad_name = check_utf8_name(entry)
+        if bad_name is not None:
+            # The folder name is the identity's name, written to identities.csv: it must be text.
+            raise DataError(f"identity folder {bad_name} (or convert the names with convmv -f latin1 -t utf-8)")
         folders_of_key[_identity_key(entry.name)].append(entry.name)
         images = []
-        for file in sorted(entry.iterdir()):
+        for file in _listing(entry, "identity folder"):
             if file.name.startswith("."):
+                continue
+            bad_name = check_utf8_name(file)
+            if bad_name is not None:
+                dropped_images["name_not_utf8"] += 1
+                logger.warning("%s; skipped", bad_name)
                 continue
             if file.is_file() and file.suffix.lower() in IMAGE_EXTENSIONS:
                 images.append(Candidate(entry.name, f"{entry.name}/{file.name}", crop, str(file)))
@@ -89,6 +106,9 @@ def add_folder_attributes(source: ScannedSource, *, annotations: str | Path | No
         source.attribute_sources.append(str(annotations))
         logger.info("%s: attributes for %d of %d identities", annotations, sum(n in by_name for n in merged), len(merged))
     if lfw_attributes is not None:
+        # LFW's own reader; imported here because sources/lfw.py builds on this module.
+        from facegraph.data.sources.lfw import read_lfw_attributes
+
         images_of_identity = {name: [Path(c.source).name for c in cands] for name, cands in source.candidates.items()}
         lfw, used = read_lfw_attributes(lfw_attributes, images_of_identity)
         for name, attributes in lfw.items():
@@ -109,6 +129,7 @@ def prepare_folder(
     progress: bool = False,
 ) -> PrepareResult:
     """Prepare ``src/<identity>/<image>`` into ``out``; see ``Selection`` for the options."""
+    check_output_apart(out, [src, annotations, lfw_attributes], overwrite=overwrite)
     source = scan_folder(src, center_crop=center_crop)
     if annotations is not None or lfw_attributes is not None:
         add_folder_attributes(source, annotations=annotations, lfw_attributes=lfw_attributes)

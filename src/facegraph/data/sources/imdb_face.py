@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from facegraph.data.attributes import AnnotationRecord, IdentityAttributes, annotations_by_name, read_coded_annotations
-from facegraph.data.build import Candidate, PrepareResult, ScannedSource, Selection, build_prepared
+from facegraph.data.build import Candidate, PrepareResult, ScannedSource, Selection, build_prepared, check_output_apart
 from facegraph.data.images import FaceCrop, cut_face, open_image
 from facegraph.data.prepared import SPLIT_NAMES
 from facegraph.data.sources.download import DownloadCache, HttpOptions, http_get
+from facegraph.data.textfile import decoded_lines, open_binary
 from facegraph.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -74,15 +75,12 @@ def iter_index(path: str | Path, dropped: Counter) -> Iterator[IndexRow]:
     """Rows of ``IMDb-Face.csv`` one at a time (tab or comma separated, CRLF, BOM, quoting tolerated); malformed
     rows are logged and counted in ``dropped``. Streamed: the official file has about 1.7 M rows."""
     path = Path(path)
-    try:
-        handle = path.open(newline="", encoding="utf-8-sig")
-    except OSError as error:
-        raise DataError(f"cannot read IMDb-Face index {path}: {error.strerror}") from None
-    with handle:
+    with open_binary(path, "IMDb-Face index") as handle:
         first_line = handle.readline()
         handle.seek(0)
-        delimiter = "\t" if "\t" in first_line else ","
-        reader = csv.reader(handle, delimiter=delimiter)
+        delimiter = "\t" if b"\t" in first_line else ","
+        # Decoded line by line, so a line that is not UTF-8 is named (a Latin-1 export stops there).
+        reader = csv.reader(decoded_lines(path, handle), delimiter=delimiter)
         try:
             first = next(reader, None)
             if first is None:
@@ -199,6 +197,7 @@ def scan_index(
             "http": {"timeout": http.timeout, "retries": http.retries, "backoff": http.backoff},
             "only_annotated": only_annotated,
         },
+        inputs=[str(download_dir)],
         dropped_images=dropped,
         anomalies=anomalies,
         attributes=attributes,
@@ -249,10 +248,13 @@ def prepare_imdb_face(
     """Download, select and crop IMDb-Face as the paper did. Downloads are cached in ``download_dir``
     (default ``<out>-downloads``), so a second run reuses every verified photo and continues an interrupted one."""
     selection = selection or Selection(workers=DOWNLOAD_WORKERS, **PAPER_SELECTION)
+    download_dir = download_dir or default_download_dir(out)
+    # Before the scan creates the download cache: --out may overlap none of the inputs nor the cache.
+    check_output_apart(out, [csv_path, annotations, download_dir], overwrite=overwrite)
     source = scan_index(
         csv_path,
         aspect_ratio=aspect_ratio,
-        download_dir=download_dir or default_download_dir(out),
+        download_dir=download_dir,
         http=http,
         annotations=annotations,
         only_annotated=only_annotated,
@@ -283,8 +285,8 @@ def read_split_lists(splits_dir: str | Path) -> tuple[list[ListedImage], list[st
         path = splits_dir / SPLIT_LIST_PATTERN.format(split=split)
         if not path.is_file():
             raise DataError(f"split list {path} not found (expected {', '.join(SPLIT_LIST_PATTERN.format(split=s) for s in SPLIT_NAMES)})")
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            for line, record in enumerate(csv.reader(handle), start=1):
+        with open_binary(path, "split list") as handle:
+            for line, record in enumerate(csv.reader(decoded_lines(path, handle)), start=1):
                 if not any(cell.strip() for cell in record):
                     continue
                 fields = [cell.strip() for cell in record]
@@ -340,6 +342,7 @@ def scan_split_lists(splits_dir: str | Path, images_root: str | Path, *, annotat
         candidates=dict(candidates),
         make_face=make_face,
         parameters={"images_root": str(images_root), "center_crop": 1.0},
+        inputs=[str(images_root)],
         dropped_images=dropped,
         anomalies=anomalies,
         attributes=attributes,
@@ -390,6 +393,7 @@ def prepare_imdb_face_lists(
     progress: bool = False,
 ) -> PrepareResult:
     """Prepare the authors' images (``images_root/images/<split>/<n>.jpg``) with exactly their split."""
+    check_output_apart(out, [splits_dir, images_root, annotations], overwrite=overwrite)
     source = scan_split_lists(splits_dir, images_root, annotations=annotations)
     selection = Selection(image_size=image_size, min_images=1, **({"workers": workers} if workers else {}))
     return build_prepared(out, source, selection, overwrite=overwrite, progress=progress)
