@@ -3,7 +3,7 @@
 Compares fp32 and bf16 autocast, with and without channels_last, side by side in one run, on the real cached loader
 (LFW prepared at 64 px), so the CPU defaults in configs/cpu/ rest on a measurement.
 
-    python benchmarks/train_step.py [--data PREPARED_DIR] [--steps 20] [--config configs/cpu/aig-t0.5.toml]
+    python benchmarks/train_step.py [--data PREPARED_DIR] [--steps 20] [--config cpu/aig-t0.5]
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from facegraph.data import Selection, load_prepared, make_loader, prepare_lfw
-from facegraph.engine.config import load_config
-from facegraph.engine.runs import model_from_config
+from facegraph.config import load_config
+from facegraph.paper import model_from_config
 from facegraph.graphs import training_loss
 from facegraph.models import autocast
 
@@ -61,7 +61,7 @@ def measure(config, dataset, steps: int, precision: str, channels_last: bool) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="prepared dataset at 64 px (default: prepare LFW from $FACEGRAPH_DATA)")
-    parser.add_argument("--config", default=str(REPO / "configs" / "cpu" / "aig-t0.5.toml"))
+    parser.add_argument("--config", default="cpu/aig-t0.5")
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
     config = load_config(args.config)

@@ -1,13 +1,25 @@
 """Reading run outputs (docs/run-directory.md), the Fig. 1 series and the Table II row."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from facegraph.analysis.curves import accuracy_series, plot_accuracy_curves
-from facegraph.analysis.records import model_label, read_image_records, read_metrics, read_run_records
-from facegraph.analysis.table2 import read_table2_csv, table2_row
+from facegraph.analysis.records import RunRecords, read_run_records
+from facegraph.analysis.table import ModelRuns, markdown_table, table_rows
+from facegraph.config import config_from_dict
 from facegraph.errors import DataError, FacegraphError
+from facegraph.rundir import RunDir, read_image_records
+
+
+def model_label(config: dict, fallback: str) -> str:
+    return RunRecords(Path(fallback), config, {}, [], "test", None, None).label
+
+
+def table_cells(config: dict, evaluation: dict) -> dict[str, str]:
+    header, (cells,) = markdown_table(table_rows([ModelRuns("run", config_from_dict(config), [evaluation])]))
+    return dict(zip(header, cells))
 
 FEATURES = {"gender": ["male", "female"], "age": ["<35", "35-45", "45-55", ">55"]}
 HEADER = "sample,path,identity,name,predicted,correct,top5_correct,confidence,gmacs,active_gates,gates,gender,age,readout_gender\n"
@@ -45,7 +57,7 @@ def test_metrics_and_run_directory_errors(tmp_path):
     metrics = tmp_path / "metrics.jsonl"
     metrics.write_text('{"epoch": 1, "train": {"top1": 0.5}}\n\n{"epoch": 2, "train": {"top1": 0.6}}\nnot json\n')
     with pytest.raises(DataError, match="metrics.jsonl, line 4"):
-        read_metrics(metrics)
+        RunDir(tmp_path).metrics()
     (tmp_path / "empty").mkdir()
     with pytest.raises(FacegraphError, match="is not a run directory"):
         read_run_records(tmp_path / "empty")
@@ -75,7 +87,7 @@ def test_accuracy_series_and_curves():
 
 def test_model_labels_and_table_rows(tmp_path):
     assert model_label({"model": {"arch": "resnet101", "variant": "resnet"}}, "x") == "ResNet-101"
-    assert model_label({"model": {"arch": "resnet50", "variant": "aig", "target_rate": 0.4}}, "x") == "ConvNet-AIG [t=0.4] ResNet-50"
+    assert model_label({"model": {"arch": "resnet50", "variant": "aig"}, "loss": {"target_rate": 0.4}}, "x") == "ConvNet-AIG [t=0.4] ResNet-50"
     iig = {"model": {"arch": "resnet50", "variant": "iig"},
            "loss": {"iig_weight": 1.0, "iig_features": [{"name": "gender"}, {"name": "age"}]}}
     assert model_label(iig, "x") == "ConvNet-IIG (Gender + Age) ResNet-50"
@@ -85,20 +97,24 @@ def test_model_labels_and_table_rows(tmp_path):
     (run / "config.json").write_text(json.dumps({"model": {"arch": "resnet18", "variant": "resnet"}}))
     (run / "eval" / "test.json").write_text(json.dumps({"images": 10, "top1": 0.61234, "top5": 0.9,
                                                         "gmacs": {"mean": 0.25, "std": 0.0, "dense": 0.25}, "gate_rates": []}))
-    row = table2_row(read_run_records(run))
-    assert row["top-1 (%)"] == "61.23" and row["GMACs / image"] == "0.250 ± 0.000"
-    assert row["mean open rate"] == "-" and row["read-out accuracy (%)"] == "-" and row["measured speed-up"] == "-"
-    table = tmp_path / "table2.csv"
-    table.write_text("model,top1,seeds\nResNet-18,61.23456789,1\n")
-    assert read_table2_csv(table) == (["model", "top1", "seeds"], [["ResNet-18", "61.235", "1"]])
+    records = read_run_records(run)
+    row = table_cells(records.config, {**records.evaluation, "gmacs_conv_only": {"mean": 0.24}})
+    assert row["Model"] == "ResNet-18" and row["Top-1 test (%)"] == "61.23" and row["GMACs (all counted)"] == "0.250"
+    assert row["Mean open rate"] == "n/a" and row["Gate read-out: gender (%)"] == "n/a"
+    assert row["Measured skipping speedup"] == "n/a"
 
 
 def test_readout_cell_shows_the_majority_baseline(tmp_path):
     run = tmp_path / "iig"
     (run / "eval").mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"model": {"arch": "resnet50", "variant": "iig"}}))
+    config = {"model": {"arch": "resnet50", "variant": "iig"},
+              "loss": {"iig_weight": 1.0, "iig_features": [{"name": "gender"}]}}
+    (run / "config.json").write_text(json.dumps(config))
     confusion = [[358, 0], [59, 0]]  # every image read out as the first label
-    (run / "eval" / "test.json").write_text(json.dumps({"top1": 0.2, "gated_blocks": [1, 2], "readout": {
+    (run / "eval" / "test.json").write_text(json.dumps({"top1": 0.2, "top5": 0.4, "gated_blocks": [1, 2],
+        "gmacs": {"mean": 0.2}, "gmacs_conv_only": {"mean": 0.2}, "readout": {
         "gender": {"accuracy": 358 / 417, "confusion": confusion}}}))
-    row = table2_row(read_run_records(run))
-    assert row["read-out accuracy (%)"] == f"gender {100 * 358 / 417:.2f} (majority label {100 * 358 / 417:.2f})"
+    records = read_run_records(run)
+    row = table_cells(records.config, records.evaluation)
+    share = f"{100 * 358 / 417:.2f}"
+    assert row["Gate read-out: gender (%)"] == f"{share} (balanced 50.00, majority {share})"

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from facegraph.cli import main
-from facegraph.engine.config import load_config
-from facegraph.engine.presets import CONFIGS_DIR, TABLE2_ROWS
-from facegraph.engine.runs import target_rates
-from facegraph.engine.schedules import lr_factor, target_rates_at, temperature_at
+from facegraph.config import load_config
+from facegraph.engine.annealing import lr_factor, target_rates_at, temperature_at
+from facegraph.paper import target_rates
+from facegraph.workflows import TABLE2_ROWS
 from facegraph.errors import ConfigError
 from facegraph.models import stage_first_blocks
 
@@ -36,7 +36,7 @@ def tiny_lfw(tmp_path_factory, data_lfw_dir) -> Path:
 
 
 def train_cli(config: str, data: Path, out: Path, *extra: str) -> int:
-    args = ["train", "--config", str(CONFIGS_DIR / config), "--data", str(data), "--out", str(out)]
+    args = ["train", "--config", config, "--data", str(data), "--out", str(out)]
     for assignment in [*TINY, *extra]:
         args += ["--set", assignment]
     return main(args)
@@ -51,10 +51,10 @@ def metrics_rows(run: Path) -> list[dict]:
 def test_every_preset_loads():
     for preset, names in TABLE2_ROWS.items():
         for name in names:
-            config = load_config(CONFIGS_DIR / preset / f"{name}.toml")
+            config = load_config(f"{preset}/{name}")
             assert config.name == name
-    paper = load_config(CONFIGS_DIR / "paper" / "iig-gender-age.toml")
-    assert paper.model.arch == "resnet101" and paper.train.batch_size == 150 and paper.model.image_size == 128
+    paper = load_config("paper/iig-gender-age")
+    assert paper.model.arch == "resnet101" and paper.train.batch_size == 150
     assert [f.name for f in paper.loss.iig_features] == ["gender", "age"]
     assert paper.loss.target_weight == 0.0 and paper.optim.weight_decay == 1e-4 and paper.optim.momentum == 0.9
 
@@ -73,7 +73,7 @@ def test_unknown_keys_and_wrong_types_are_named(tmp_path):
 
 
 def test_overrides_are_typed():
-    config = load_config(CONFIGS_DIR / "cpu" / "aig-t0.5.toml",
+    config = load_config("cpu/aig-t0.5",
                          ["train.epochs=3", "model.arch=resnet18", "optim.lr=1", "optim.step_milestones=[2, 4]"])
     assert config.train.epochs == 3 and config.model.arch == "resnet18"
     assert config.optim.lr == 1.0 and isinstance(config.optim.lr, float)
@@ -81,9 +81,9 @@ def test_overrides_are_typed():
 
 
 def test_downsampling_blocks_can_stay_on():
-    paper = target_rates(load_config(CONFIGS_DIR / "paper" / "aig-t0.4.toml"))
+    paper = target_rates(load_config("paper/aig-t0.4"))
     assert [i for i, t in enumerate(paper) if t < 1] == list(range(7, 30))  # the paper gates block 7 (strided)
-    cpu = target_rates(load_config(CONFIGS_DIR / "cpu" / "aig-t0.5.toml"))
+    cpu = target_rates(load_config("cpu/aig-t0.5"))
     assert [i for i, t in enumerate(cpu) if t < 1] == [4, 5, 6, 8, 9, 10, 11, 12, 14]
     assert stage_first_blocks("resnet50") == [0, 3, 7, 13]
 
@@ -107,7 +107,7 @@ def test_schedules():
 @pytest.fixture(scope="module")
 def iig_run(tiny_lfw, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "iig"
-    assert train_cli("cpu/iig-gender.toml", tiny_lfw, run) == 0
+    assert train_cli("cpu/iig-gender", tiny_lfw, run) == 0
     return run
 
 
@@ -151,12 +151,12 @@ def test_evaluate_reports_cost_and_readout(iig_run, capsys):
 
 
 def test_an_existing_run_is_not_overwritten(iig_run, tiny_lfw, capsys):
-    assert train_cli("cpu/iig-gender.toml", tiny_lfw, iig_run) == 2
+    assert train_cli("cpu/iig-gender", tiny_lfw, iig_run) == 2
     assert "--resume" in capsys.readouterr().err
 
 
 def test_a_diverging_loss_stops_the_run(tiny_lfw, tmp_path, capsys):
-    assert train_cli("cpu/aig-t0.5.toml", tiny_lfw, tmp_path / "nan", "optim.lr=1e30") == 2
+    assert train_cli("cpu/aig-t0.5", tiny_lfw, tmp_path / "nan", "optim.lr=1e30") == 2
     message = capsys.readouterr().err
     assert "the loss became" in message and "epoch 1, step" in message
 
@@ -176,10 +176,10 @@ def _comparable(rows: list[dict]) -> list[dict]:
 def test_a_killed_run_resumes_to_the_same_result(tiny_lfw, tmp_path):
     common = [*TINY, "train.epochs=5"]
     uninterrupted = tmp_path / "uninterrupted"
-    assert train_cli("cpu/aig-t0.5.toml", tiny_lfw, uninterrupted, *common) == 0
+    assert train_cli("cpu/aig-t0.5", tiny_lfw, uninterrupted, *common) == 0
 
     killed = tmp_path / "killed"
-    command = [sys.executable, "-m", "facegraph", "train", "--config", str(CONFIGS_DIR / "cpu/aig-t0.5.toml"),
+    command = [sys.executable, "-m", "facegraph", "train", "--config", "cpu/aig-t0.5",
                "--data", str(tiny_lfw), "--out", str(killed)]
     for assignment in common:
         command += ["--set", assignment]
@@ -192,7 +192,7 @@ def test_a_killed_run_resumes_to_the_same_result(tiny_lfw, tmp_path):
     process.wait()
     finished = len(metrics_rows(killed))
     assert 1 <= finished < 5, "the run was meant to be killed mid-training"
-    assert main(["train", "--config", str(CONFIGS_DIR / "cpu/aig-t0.5.toml"), "--data", str(tiny_lfw),
+    assert main(["train", "--config", "cpu/aig-t0.5", "--data", str(tiny_lfw),
                  "--out", str(killed), "--resume", *sum((["--set", a] for a in common), [])]) == 0
     assert _comparable(metrics_rows(killed)) == _comparable(metrics_rows(uninterrupted))
     first = json.loads((uninterrupted / "eval" / "test.json").read_text())
@@ -203,7 +203,7 @@ def test_a_killed_run_resumes_to_the_same_result(tiny_lfw, tmp_path):
 def test_torchrun_trains_with_two_processes(tiny_lfw, tmp_path):
     run = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "facegraph", "train", "--config", str(CONFIGS_DIR / "cpu/aig-t0.5.toml"), "--data",
+               "-m", "facegraph", "train", "--config", "cpu/aig-t0.5", "--data",
                str(tiny_lfw), "--out", str(run)]
     for assignment in [*TINY, "train.epochs=1"]:
         command += ["--set", assignment]

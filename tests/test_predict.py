@@ -9,19 +9,20 @@ import torch
 from PIL import Image
 
 from facegraph.data.images import load_image_for_inference
-from facegraph.engine.config import RunConfig
-from facegraph.engine.predict import Prediction, PredictionFailure, predict_images
-from facegraph.engine.runs import RunInfo
+from facegraph.config import RunConfig
+from facegraph.engine.predict import PhotoPrediction, PredictionFailure, predict_images
+from facegraph.engine.trained import TrainedRun
 from facegraph.flops import cost_table
 from facegraph.graphs import alternate_masks, middle_gated_schedule
 from facegraph.models import build_model, num_blocks
+from facegraph.rundir import RunDir
 
 IMAGE_SIZE = 32
 IDENTITIES = [f"Person_{i}" for i in range(7)]
 FEATURES = {"gender": ["male", "female"], "age": ["<35", "35-45", "45-55", ">55"]}
 
 
-def tiny_run(tmp_path: Path) -> tuple[torch.nn.Module, RunInfo]:
+def tiny_run(tmp_path: Path) -> TrainedRun:
     torch.manual_seed(0)
     schedule = middle_gated_schedule(num_blocks("resnet20"), 0.5, 1, 1)
     model = build_model("resnet20", len(IDENTITIES), width=0.5, target_rates=schedule, initial_open_rate=0.5)
@@ -33,10 +34,9 @@ def tiny_run(tmp_path: Path) -> tuple[torch.nn.Module, RunInfo]:
             gate.bn.running_var.fill_(0.01)
     dataset = {"root": str(tmp_path), "image_size": IMAGE_SIZE, "center_crop": 0.8, "mean": [0.5] * 3, "std": [0.25] * 3,
                "identities": IDENTITIES, "features": FEATURES}
-    info = RunInfo(tmp_path, RunConfig(), dataset,
-                   feature_masks={"gender": alternate_masks("gender", FEATURES["gender"], model.num_gates)},
-                   cost_table=cost_table(model, IMAGE_SIZE))
-    return model, info
+    return TrainedRun(RunDir(tmp_path), RunConfig(), dataset, model, "best",
+                      feature_masks={"gender": alternate_masks("gender", FEATURES["gender"], model.num_gates)},
+                      cost_table=cost_table(model, IMAGE_SIZE))
 
 
 def write_photos(tmp_path: Path) -> list[Path]:
@@ -52,9 +52,10 @@ def write_photos(tmp_path: Path) -> list[Path]:
 
 
 def test_predictions_match_the_model_and_the_cost_table(tmp_path):
-    model, info = tiny_run(tmp_path)
+    info = tiny_run(tmp_path)
+    model = info.model
     photos = write_photos(tmp_path)
-    results = predict_images(model, info, photos, batch_size=2)
+    results = predict_images(info, photos, batch_size=2)
     assert [r.image for r in results] == [str(p) for p in photos]
     batch = torch.stack([load_image_for_inference(p, info.dataset) for p in photos])
     with torch.no_grad():
@@ -64,7 +65,7 @@ def test_predictions_match_the_model_and_the_cost_table(tmp_path):
     gated_branches = [b.branch.macs() for b in table.blocks if b.gated]
     seen_graphs = set()
     for row, result in enumerate(results):
-        assert isinstance(result, Prediction)
+        assert isinstance(result, PhotoPrediction)
         names = [name for name, _ in result.top5]
         assert names == [IDENTITIES[i] for i in probabilities[row].argsort(descending=True)[:5].tolist()]
         assert [p for _, p in result.top5] == pytest.approx(sorted(probabilities[row].tolist(), reverse=True)[:5], abs=1e-5)
@@ -84,42 +85,46 @@ def test_predictions_match_the_model_and_the_cost_table(tmp_path):
         assert gender.distance == min(mismatches.values()) and mismatches[gender.label] == gender.distance
         seen_graphs.add(result.gates)
     assert len(seen_graphs) > 1, "the fixture should make photos take different graphs"
-    one_by_one = predict_images(model, info, photos, batch_size=1)
+    one_by_one = predict_images(info, photos, batch_size=1)
     assert [r.gates for r in one_by_one] == [r.gates for r in results]
 
 
 def test_unreadable_photos_are_named_and_the_rest_still_predicted(tmp_path):
-    model, info = tiny_run(tmp_path)
+    info = tiny_run(tmp_path)
+    model = info.model
     good = write_photos(tmp_path)[:2]
     not_an_image = tmp_path / "notes.jpg"
     not_an_image.write_text("this is text")
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(good[0].read_bytes()[:200])
     missing = tmp_path / "missing.png"
-    results = predict_images(model, info, [good[0], not_an_image, missing, truncated, good[1]], batch_size=4)
-    assert [type(r) for r in results] == [Prediction, PredictionFailure, PredictionFailure, PredictionFailure, Prediction]
+    results = predict_images(info, [good[0], not_an_image, missing, truncated, good[1]], batch_size=4)
+    assert [type(r) for r in results] == [PhotoPrediction, PredictionFailure, PredictionFailure, PredictionFailure, PhotoPrediction]
     for failure, path in zip(results[1:4], (not_an_image, missing, truncated)):
         assert str(path) in failure.error
     assert "not an image" in results[1].error
-    alone = predict_images(model, info, [good[1]])
+    alone = predict_images(info, [good[1]])
     assert alone[0].gates == results[4].gates
     assert [n for n, _ in alone[0].top5] == [n for n, _ in results[4].top5]
     assert [p for _, p in alone[0].top5] == pytest.approx([p for _, p in results[4].top5], abs=1e-5)
 
 
 def test_plain_resnet_runs_every_block(tmp_path):
-    model, info = tiny_run(tmp_path)
+    info = tiny_run(tmp_path)
+    model = info.model
     plain = build_model("resnet20", len(IDENTITIES), width=0.5)
+    info.model = plain
     info.feature_masks = {}
     info.cost_table = cost_table(plain, IMAGE_SIZE)
-    (result,) = predict_images(plain, info, write_photos(tmp_path)[:1])
+    (result,) = predict_images(info, write_photos(tmp_path)[:1])
     assert result.gates == "" and result.open_gates == [] and result.attributes == []
     assert result.blocks_run == result.blocks_total == len(plain.blocks)
     assert result.gmacs == pytest.approx(result.dense_gmacs)
 
 
 def test_stored_train_prototypes_give_aig_attributes(tmp_path):
-    model, info = tiny_run(tmp_path)
+    info = tiny_run(tmp_path)
+    model = info.model
     info.feature_masks = {}
     k = model.num_gates
     male, female = [1.0] * k, [0.0] * k
@@ -128,7 +133,7 @@ def test_stored_train_prototypes_give_aig_attributes(tmp_path):
         "gender": {"method": "train-prototypes: ...", "labels": ["male", "female"], "prototypes": [male, female]},
         "age": {"method": "train-prototypes: ...", "labels": FEATURES["age"], "prototypes": [male, female, [None] * k, [None] * k]},
     }}))
-    for result in predict_images(model, info, write_photos(tmp_path)):
+    for result in predict_images(info, write_photos(tmp_path)):
         gender, age = result.attributes
         opened = result.gates.count("1")
         assert gender.method == age.method == "train-prototypes"

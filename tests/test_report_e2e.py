@@ -21,7 +21,7 @@ def test_train_then_report_and_predict(tmp_path, capsys):
     assert main(["prepare", "folder", str(LFW / "lfw-deepfunneled"), "--min-images", "10", "--max-identities", "8",
                  "--per-identity", "10", "--image-size", "32", "--center-crop", "0.45", "--split", "60/20/20",
                  "--attributes-lfw", str(LFW), "--out", str(data), "--no-progress"]) == 0
-    assert main(["train", "--config", str(REPO / "configs" / "cpu" / "iig-gender.toml"), "--data", str(data), "--out", str(run),
+    assert main(["train", "--config", "cpu/iig-gender", "--data", str(data), "--out", str(run),
                  "--set", "train.epochs=1", "--set", "model.image_size=32", "--set", "model.arch=resnet20",
                  "--set", "train.batch_size=16", "--set", "train.precision=fp32", "--set", "train.channels_last=false",
                  "--set", "optim.warmup_epochs=0"]) == 0

@@ -6,6 +6,7 @@ index.html, and the page (page.py) links them relatively, so the folder opens fr
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -23,10 +24,10 @@ from facegraph.analysis.easy_hard import (
 from facegraph.analysis.heatmaps import BlockFinding, FeatureHeatmap, block_findings, feature_heatmap, plot_feature_heatmap
 from facegraph.analysis.page import PageFigure, PageTable, Paragraph, Section, render_page
 from facegraph.analysis.records import RunRecords, read_run_records
-from facegraph.analysis.table2 import read_table2_csv, table2_files, table2_row
-from facegraph.engine.config import config_from_dict
-from facegraph.engine.runs import iig_masks
+from facegraph.analysis.table import ModelRuns, markdown_table, table_rows
+from facegraph.config import config_from_dict
 from facegraph.errors import FacegraphError
+from facegraph.paper import iig_masks
 
 logger = logging.getLogger(__name__)
 
@@ -231,17 +232,24 @@ def _run_section(run: RunRecords, figures: _FigureWriter, slug: str, report: Rep
 
 
 def _table2_section(runs: Sequence[RunRecords]) -> Section:
-    rows = [table2_row(run) for run in runs]
-    header = list(rows[0])
-    split = runs[0].split
-    section = Section("Table II: the runs side by side", anchor="table2", items=[
-        PageTable(header, [[row.get(column, "-") for column in header] for row in rows],
-                  f"From each run's eval/{split}.json (GMACs counted as in `facegraph flops`: conv + linear + norm)"),
+    """Table II over the evaluated runs; runs that differ only in their seed share a row (mean ± std)."""
+    models: dict[str, ModelRuns] = {}
+    for run in runs:
+        if run.evaluation is None or "model" not in run.config:
+            continue
+        without_seed = {**run.config, "train": {**run.config.get("train", {}), "seed": None}}
+        key = json.dumps(without_seed, sort_keys=True)
+        models.setdefault(key, ModelRuns(run.name, config_from_dict(run.config))).evaluations.append(run.evaluation)
+        models[key].run_dirs.append(run.path)
+    if not models:
+        return Section("Table II: the runs side by side", anchor="table2",
+                       items=[Paragraph(f"No run has been evaluated on {runs[0].split}.", note=True)])
+    header, cells = markdown_table(table_rows(list(models.values())))
+    sources = "; ".join(", ".join(path.name for path in model.run_dirs) for model in models.values())
+    return Section("Table II: the runs side by side", anchor="table2", items=[
+        PageTable(header, cells, f"From each run's eval/{runs[0].split}.json (runs per row: {sources}); GMACs counted "
+                                 f"as in `facegraph flops`: conv + linear + norm"),
     ])
-    for path in table2_files(list(runs)):
-        table_header, table_rows = read_table2_csv(path)
-        section.items.append(PageTable(table_header, table_rows, f"{path} (as written by `facegraph table2`)"))
-    return section
 
 
 def _unique_slugs(runs: Sequence[RunRecords]) -> list[str]:

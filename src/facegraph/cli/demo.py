@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-from facegraph.engine.demo import DEMO_MODELS, run_demo
+from facegraph.cli import add_subcommand
+
+EXAMPLES = """  FACEGRAPH_DATA=../shared/data facegraph demo --out facegraph-demo
+  facegraph demo --data ~/datasets/lfw --out facegraph-demo       # a folder holding lfw/, or the LFW folder itself
+  facegraph demo --out quick --set train.epochs=2 --no-report
+"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("demo", help="prepare LFW, train ResNet/AIG/IIG at CPU scale, evaluate, report")
+    parser = add_subcommand(subparsers, "demo", "prepare LFW, train ResNet/AIG/IIG at CPU scale, evaluate, report",
+                            "The main job: prepare LFW (>= 10 photos per person, 64 px), train a ResNet-50 (width "
+                            "0.25), a ConvNet-AIG [t=0.5] and a ConvNet-IIG (Gender), evaluate them, write Table II "
+                            "and the HTML report. Finished runs are reused.", EXAMPLES)
     parser.add_argument("--out", default="facegraph-demo", help="folder for everything the demo writes")
     parser.add_argument("--data", help="folder holding lfw/, or the LFW folder itself (default: $FACEGRAPH_DATA, "
-                        "else download LFW)")
+                        "else LFW is downloaded)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key in every run, e.g. --set train.epochs=2")
     parser.add_argument("--no-report", action="store_true", help="skip the HTML report")
@@ -19,6 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from facegraph.workflows import DEMO_MODELS, run_demo
+
     result = run_demo(args.out, args.data, args.overrides, report=not args.no_report)
     print(result.table.read_text())
     print(f"dataset:  {result.dataset}")

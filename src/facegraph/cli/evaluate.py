@@ -5,14 +5,22 @@ from __future__ import annotations
 import argparse
 import json
 
-from facegraph.engine.evaluate import evaluate_run
+from facegraph.cli import add_subcommand
+
+EXAMPLES = """  facegraph evaluate runs/aig
+  facegraph evaluate runs/aig --split val --json
+  facegraph evaluate runs/aig --data /new/place/of/lfw10      # the dataset moved since training
+"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("evaluate", help="evaluate a run directory on a split")
-    parser.add_argument("run_dir", metavar="RUN")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    parser = add_subcommand(subparsers, "evaluate", "evaluate a run directory on a split",
+                            "Evaluate a run's checkpoint on one split with deterministic, skipping gates; writes "
+                            "eval/<split>.json and eval/<split>-images.csv into the run.", EXAMPLES)
+    parser.add_argument("run_dir", metavar="RUN", help="run directory written by `facegraph train`")
+    parser.add_argument("--split", default="test", help="split of the prepared dataset to evaluate")
+    parser.add_argument("--checkpoint", default="best", choices=["best", "last"], help="weights to evaluate")
+    parser.add_argument("--data", help="the prepared dataset, where it is no longer at the path the run recorded")
     parser.add_argument("--no-timing", action="store_true", help="skip the dense-vs-skipping timing")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(run=run)
@@ -42,6 +50,9 @@ def format_summary(summary: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = evaluate_run(args.run_dir, args.split, checkpoint=args.checkpoint, timing=not args.no_timing)
+    from facegraph.engine.evaluate import evaluate_run
+
+    summary = evaluate_run(args.run_dir, args.split, data_root=args.data, checkpoint=args.checkpoint,
+                           timing=not args.no_timing)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0

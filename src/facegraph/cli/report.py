@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-from facegraph.cli import positive_int
+from facegraph.cli import add_subcommand, positive_int
+
+EXAMPLES = """  facegraph report runs/resnet runs/aig runs/iig --out report
+  facegraph report table2-cpu/*-seed0 --out report --split val
+"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("report", help="HTML report with the paper's figures and Table II for trained runs")
+    parser = add_subcommand(subparsers, "report", "HTML report with the paper's figures and Table II for trained runs",
+                            "Write index.html and one PNG per figure (Figs. 1-5, Table II) for evaluated runs.",
+                            EXAMPLES)
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories written by `facegraph train`")
     parser.add_argument("--out", required=True, help="folder for index.html and the figure PNGs (created if missing)")
-    parser.add_argument("--split", default="test", help="evaluated split the figures use (default: test)")
-    parser.add_argument("--identities", type=positive_int, default=4, help="identities in the easy/hard grid (default: 4)")
+    parser.add_argument("--split", default="test", help="evaluated split the figures use ")
+    parser.add_argument("--identities", type=positive_int, default=4, help="identities in the easy/hard grid ")
     parser.set_defaults(run=run)
 
 

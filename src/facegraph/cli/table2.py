@@ -4,24 +4,33 @@ from __future__ import annotations
 
 import argparse
 
-from facegraph.engine.presets import TABLE2_ROWS
-from facegraph.engine.table2 import run_table2
+from facegraph.cli import add_subcommand, positive_int
+
+PRESETS = ("cpu", "paper")
+EXAMPLES = """  facegraph table2 --preset cpu --data data/lfw10 --out table2-cpu
+  facegraph table2 --preset cpu --data data/lfw10 --out table2-cpu --seeds 3 --models resnet50,aig-t0.5
+  facegraph table2 --preset paper --data data/imdb-face --out table2-paper      # on a GPU
+"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("table2", help="train + evaluate the six Table II models and tabulate them")
-    parser.add_argument("--preset", required=True, choices=sorted(TABLE2_ROWS),
-                        help="paper: ResNet-101 at 128 px for a GPU; cpu: narrow ResNet-50 at 64 px for 2 cores")
+    parser = add_subcommand(subparsers, "table2", "train + evaluate the six Table II models and tabulate them",
+                            "Train (or reuse) and evaluate the paper's six models, then write table2.md and "
+                            "table2.csv. A finished run is reused only if its config is the one asked for.", EXAMPLES)
+    parser.add_argument("--preset", required=True, choices=PRESETS,
+                        help="paper: ResNet-101 at 128 px for a GPU; cpu: narrow ResNet-50 for 2 cores")
     parser.add_argument("--data", required=True, help="prepared dataset directory")
-    parser.add_argument("--out", required=True, help="folder for the six run directories and table2.md/.csv")
-    parser.add_argument("--seeds", type=int, default=1, help="runs per model (mean +- std over seeds)")
-    parser.add_argument("--models", help="comma-separated subset of the preset's models")
+    parser.add_argument("--out", required=True, help="folder for the run directories and table2.md/.csv")
+    parser.add_argument("--seeds", type=positive_int, default=1, help="runs per model (mean +- std over seeds)")
+    parser.add_argument("--models", help="comma-separated subset of the preset's models (default: all six)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key in every run, e.g. --set train.epochs=2")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from facegraph.workflows import run_table2
+
     models = args.models.split(",") if args.models else None
     markdown, _ = run_table2(args.preset, args.data, args.out, seeds=args.seeds, overrides=args.overrides,
                              models=models)

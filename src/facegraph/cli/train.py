@@ -1,26 +1,38 @@
-"""`facegraph train`: train a ResNet, ConvNet-AIG or ConvNet-IIG from a TOML config (also under torchrun)."""
+"""`facegraph train`: train a ResNet, ConvNet-AIG or ConvNet-IIG from a preset or TOML config (also under torchrun)."""
 
 from __future__ import annotations
 
 import argparse
 
-from facegraph.engine.config import load_config
-from facegraph.engine.train import train
+from facegraph.cli import add_subcommand
+
+EXAMPLES = """  facegraph presets                                                   # what --config accepts by name
+  facegraph train --config cpu/aig-t0.5 --data data/lfw10 --out runs/aig
+  facegraph train --config cpu/resnet50 --data data/lfw10 --out runs/r50 --set train.epochs=30 --set train.seed=1
+  facegraph train --config my-run.toml --data data/lfw10 --out runs/mine --resume     # continue a killed run
+  torchrun --standalone --nproc_per_node 2 -m facegraph train --config cpu/resnet50 --data data/lfw10 --out runs/ddp
+"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="train a model; writes a run directory",
-                                   description="Train a model. Multi-process: torchrun --nproc_per_node N -m facegraph train ...")
-    parser.add_argument("--config", required=True, help="TOML preset, e.g. configs/cpu/aig-t0.5.toml")
+    parser = add_subcommand(subparsers, "train", "train a model; writes a run directory",
+                            "Train a model and write a run directory (docs/run-directory.md). Multi-process: "
+                            "torchrun --nproc_per_node N -m facegraph train ...", EXAMPLES)
+    parser.add_argument("--config", required=True,
+                        help="a preset name (cpu/aig-t0.5; see `facegraph presets`) or a TOML file")
     parser.add_argument("--data", required=True, help="prepared dataset directory (facegraph prepare)")
     parser.add_argument("--out", required=True, help="run directory to write")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set train.epochs=3 (repeatable)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last committed epoch (train.epochs may grow)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from facegraph.config import load_config
+    from facegraph.engine.train import train
+
     config = load_config(args.config, args.overrides)
     out = train(config, args.data, args.out, resume=args.resume)
     print(f"run written to {out}")

@@ -62,3 +62,12 @@ def broadcast_flag(flag: bool, context: Context) -> bool:
     value = torch.tensor([int(flag)])
     dist.broadcast(value, src=0)
     return bool(value.item())
+
+
+def gather_objects(value: object, context: Context) -> list[object]:
+    """Every rank's `value`, in rank order, on every rank."""
+    if not context.distributed:
+        return [value]
+    values: list[object] = [None] * context.world_size
+    dist.all_gather_object(values, value)
+    return values

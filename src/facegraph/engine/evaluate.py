@@ -5,10 +5,8 @@ Writes eval/<split>.json and eval/<split>-images.csv in the run directory (docs/
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,14 +14,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from facegraph.data import PreparedDataset, load_prepared, make_loader
-from facegraph.engine import runs
-from facegraph.engine.checkpoint import atomic_write_bytes
+from facegraph.data import UNKNOWN, PreparedDataset, load_prepared, make_loader
 from facegraph.engine.metrics import topk_correct
-from facegraph.errors import FacegraphError
+from facegraph.engine.trained import TrainedRun, inference_precision, load_trained
+from facegraph.errors import DataError, FacegraphError
 from facegraph.flops import CONV_ONLY, CostTable, mean_std
 from facegraph.graphs import label_prototypes, read_out
 from facegraph.models import GatedResNet
+from facegraph.rundir import BEST, dataset_fingerprint, image_records_header, write_image_records
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +31,7 @@ MASK_METHOD = "iig-masks: the label masks the model was trained with, nearest by
 
 
 @dataclass
-class Predictions:
+class SplitOutputs:
     """Per-image results of deterministic inference over one split, in loader order."""
 
     indices: torch.Tensor  # (N,) sample indices in the prepared dataset
@@ -47,9 +45,9 @@ class Predictions:
 
 @torch.no_grad()
 def predict_split(model: GatedResNet, loader, precision: str = "fp32", device: torch.device | str = "cpu",
-                  description: str | None = None) -> Predictions:
+                  description: str | None = None) -> SplitOutputs:
     """Run deterministic, skipping inference over every batch of `loader`."""
-    parts: dict[str, list[torch.Tensor]] = {name: [] for name in Predictions.__dataclass_fields__}
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in SplitOutputs.__dataclass_fields__}
     for batch in tqdm(loader, desc=description, leave=False, disable=True if description is None else None, unit="batch"):
         logits, gate_values = model.infer(batch.images.to(device), skip=True, precision=precision)
         logits, gate_values, identities = logits.cpu(), gate_values.cpu(), batch.identities
@@ -62,10 +60,10 @@ def predict_split(model: GatedResNet, loader, precision: str = "fp32", device: t
         parts["gate_values"].append(gate_values)
         parts["top1_correct"].append(hits[1])
         parts["top5_correct"].append(hits[5])
-    return Predictions(**{name: torch.cat(values) for name, values in parts.items()})
+    return SplitOutputs(**{name: torch.cat(values) for name, values in parts.items()})
 
 
-def summarize_predictions(predictions: Predictions, table: CostTable) -> dict:
+def summarize_predictions(predictions: SplitOutputs, table: CostTable) -> dict:
     """Accuracy, per-image cost (mean +- std) and open rate per gated block."""
     per_image = table.per_image_macs(predictions.gate_values) / 1e9
     per_image_conv = table.per_image_macs(predictions.gate_values, CONV_ONLY) / 1e9
@@ -114,29 +112,44 @@ def _measure_speedup(model: GatedResNet, images: torch.Tensor, table: CostTable,
             "predicted": predicted}
 
 
+def dataset_of_run(trained: TrainedRun, data_root: str | Path | None = None) -> PreparedDataset:
+    """The prepared dataset a run was trained on: `data_root` when given (a moved dataset), else the path stored in
+    dataset.json; either way its fingerprint must match the one stored there."""
+    root = Path(data_root) if data_root is not None else Path(trained.dataset["root"])
+    if data_root is None and not root.exists():
+        raise DataError(f"the dataset of {trained.path} was at {root}, which no longer exists; pass --data with its "
+                        f"new location")
+    dataset = load_prepared(root)
+    stored = trained.dataset.get("fingerprint")
+    if stored is not None and dataset_fingerprint(Path(dataset.root)) != stored:
+        raise DataError(f"{root} is not the dataset {trained.path} was trained on (manifest/identities fingerprint "
+                        f"differs from {trained.run.dataset_path})")
+    return dataset
+
+
 def evaluate_run(run_dir: str | Path, split: str = "test", *, dataset: PreparedDataset | None = None,
-                 checkpoint: str = "best", timing: bool = True) -> dict:
+                 data_root: str | Path | None = None, checkpoint: str = BEST, timing: bool = True) -> dict:
     """Evaluate a run's checkpoint on one split; write eval/<split>.json and eval/<split>-images.csv."""
-    model, info = runs.load_trained_model(run_dir, checkpoint)
-    dataset = dataset or load_prepared(info.dataset["root"])
+    trained = load_trained(run_dir, checkpoint)
+    model, config = trained.model, trained.config
+    dataset = dataset or dataset_of_run(trained, data_root)
     if split not in dataset.splits:
         raise FacegraphError(f"{dataset.root} has no {split!r} split (it has: {', '.join(dataset.splits)})")
-    config = info.config
-    precision = config.train.precision if config.train.precision != "fp16" else "fp32"
+    precision = inference_precision(config, torch.device("cpu"))
 
     def loader(name: str):
         return make_loader(dataset, name, config.train.eval_batch_size, train=False, seed=config.train.seed)
 
     predictions = predict_split(model, loader(split), precision, description=f"evaluate {split}")
-    summary = {"split": split, "checkpoint": checkpoint, **summarize_predictions(predictions, info.cost_table),
+    summary = {"split": split, "checkpoint": checkpoint, **summarize_predictions(predictions, trained.cost_table),
                "gated_blocks": list(model.gated_blocks)}
     readouts, readout_labels = {}, {}
     if model.num_gates:
         train_gates = None
         for feature, labels in dataset.features.items():
             codes = dataset.attribute_codes(feature)[predictions.indices]
-            if feature in info.feature_masks:
-                masks = info.feature_masks[feature]
+            if feature in trained.feature_masks:
+                masks = trained.feature_masks[feature]
                 report, predicted = readout_report(masks.matrix(), predictions.gate_values[:, masks.feature_gates],
                                                    codes, labels, MASK_METHOD)
             else:
@@ -153,10 +166,9 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, dataset: PreparedD
             readouts[feature], readout_labels[feature] = report, predicted
     summary["readout"] = readouts
     if timing:
-        summary["speedup"] = _measure_speedup(model, _first_images(loader(split), 256), info.cost_table, precision)
-    eval_dir = Path(run_dir) / runs.EVAL_DIR
-    runs.write_json(eval_dir / f"{split}.json", summary)
-    _write_images_csv(eval_dir / f"{split}-images.csv", dataset, info, predictions, readout_labels)
+        summary["speedup"] = _measure_speedup(model, _first_images(loader(split), 256), trained.cost_table, precision)
+    trained.run.write_evaluation(split, summary)
+    _write_images_csv(trained, split, dataset, predictions, readout_labels)
     logger.info("%s %s: top-1 %.2f%%, %.4f GMACs per image", run_dir, split, 100 * summary["top1"],
                 summary["gmacs"]["mean"])
     return summary
@@ -171,25 +183,22 @@ def _first_images(loader, count: int) -> torch.Tensor:
     return torch.cat(images)[:count]
 
 
-def _write_images_csv(path: Path, dataset: PreparedDataset, info: runs.RunInfo, predictions: Predictions,
+def _write_images_csv(trained: TrainedRun, split: str, dataset: PreparedDataset, predictions: SplitOutputs,
                       readout_labels: dict[str, torch.Tensor]) -> None:
     features = list(dataset.features)
-    table = info.cost_table
-    per_image = (table.per_image_macs(predictions.gate_values) / 1e9).tolist()
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["sample", "path", "identity", "name", "predicted", "correct", "top5_correct", "confidence",
-                     "gmacs", "active_gates", "gates", *features, *(f"readout_{f}" for f in readout_labels)])
+    per_image = (trained.cost_table.per_image_macs(predictions.gate_values) / 1e9).tolist()
+    rows = []
     for row, sample_index in enumerate(predictions.indices.tolist()):
         sample = dataset.samples[sample_index]
         identity = dataset.identities[sample.identity]
         gates = predictions.gate_values[row]
-        writer.writerow([
+        rows.append([
             sample_index, sample.path, sample.identity, identity.name, int(predictions.top5[row, 0]),
             int(predictions.top1_correct[row]), int(predictions.top5_correct[row]),
             f"{float(predictions.confidence[row]):.4f}", f"{per_image[row]:.5f}", int(gates.sum()),
             "".join(str(int(g)) for g in gates.tolist()),
-            *(identity.attributes.get(f, "unknown") for f in features),
+            *(identity.attributes.get(f, UNKNOWN) for f in features),
             *(dataset.features[f][int(labels[row])] for f, labels in readout_labels.items()),
         ])
-    atomic_write_bytes(path, lambda tmp: tmp.write_text(buffer.getvalue()))
+    header = image_records_header(features, list(readout_labels))
+    write_image_records(trained.run.image_records_path(split), header, rows)

@@ -16,10 +16,9 @@ from typing import Any, Sequence
 import torch
 
 from facegraph.data.images import load_image_for_inference
-from facegraph.engine.runs import EVAL_DIR, RunInfo, load_trained_model, read_json
+from facegraph.engine.trained import TrainedRun, inference_precision, load_trained
 from facegraph.errors import DataError, FacegraphError
 from facegraph.graphs import read_out
-from facegraph.models import GatedResNet
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ class AttributeEstimate:
 
 
 @dataclass(frozen=True)
-class Prediction:
+class PhotoPrediction:
     image: str
     top5: list[tuple[str, float]]  # identity name, softmax probability; best first
     gates: str  # one 0/1 character per gated block, in gate order
@@ -73,38 +72,19 @@ class PredictionFailure:
         return asdict(self)
 
 
-def _stored_prototypes(run_dir: Path, labels_of: dict[str, list[str]], num_gates: int) -> dict[str, torch.Tensor]:
-    """Per-label mean gate vectors that evaluate stored in eval/<split>.json (readout.<feature>.prototypes), if any."""
-    for split in ("test", "val"):
-        path = run_dir / EVAL_DIR / f"{split}.json"
-        if not path.is_file():
-            continue
-        readout = read_json(path).get("readout", {})
-        found = {}
-        for feature, result in readout.items():
-            rows = result.get("prototypes")
-            if feature in labels_of and rows is not None and result.get("method", "").startswith("train-prototypes"):
-                # A label without training images has no prototype (null, or inf): never the nearest.
-                tensor = torch.tensor([[float("inf") if value is None else value for value in row] for row in rows],
-                                      dtype=torch.float32)
-                if tensor.shape == (len(labels_of[feature]), num_gates):
-                    found[feature] = tensor
-        return found
-    return {}
-
-
-def label_references(model: GatedResNet, info: RunInfo) -> list[LabelReference]:
+def label_references(trained: TrainedRun) -> list[LabelReference]:
     """IIG masks of the features the run was trained with, then train-split prototypes for the other features where
     evaluate stored them (readout.<feature>.prototypes in eval/<split>.json)."""
-    if model.num_gates == 0:
+    num_gates = trained.model.num_gates
+    if num_gates == 0:
         return []
-    features: dict[str, list[str]] = info.dataset.get("features", {})
+    features: dict[str, list[str]] = trained.dataset.get("features", {})
     references = [LabelReference(feature, list(masks.labels), masks.matrix(), masks.feature_gates, "iig-masks")
-                  for feature, masks in info.feature_masks.items()]
-    prototypes = _stored_prototypes(Path(info.path), features, model.num_gates)
-    all_gates = list(range(model.num_gates))
+                  for feature, masks in trained.feature_masks.items()]
+    prototypes = trained.run.stored_prototypes(features, num_gates)
+    all_gates = list(range(num_gates))
     references += [LabelReference(feature, features[feature], rows.float(), all_gates, "train-prototypes")
-                   for feature, rows in prototypes.items() if feature in features and feature not in info.feature_masks]
+                   for feature, rows in prototypes.items() if feature not in trained.feature_masks]
     missing = [feature for feature in features if feature not in {r.feature for r in references}]
     if missing:
         logger.info("no IIG masks or stored train-split prototypes for %s: those attributes are not estimated", ", ".join(missing))
@@ -134,25 +114,24 @@ def _load_batch(paths: Sequence[Path], dataset: dict) -> tuple[list[tuple[int, t
 
 
 @torch.no_grad()
-def predict_images(model: GatedResNet, info: RunInfo, images: Sequence[str | Path], *, batch_size: int = 32) -> list[Prediction | PredictionFailure]:
+def predict_images(trained: TrainedRun, images: Sequence[str | Path], *, batch_size: int = 32) -> list[PhotoPrediction | PredictionFailure]:
     """One result per photo in input order; photos are loaded and run `batch_size` at a time."""
     if batch_size < 1:
         raise FacegraphError(f"batch size must be >= 1, got {batch_size}")
-    model.eval()
-    names = info.dataset["identities"]
-    references = label_references(model, info)
-    table = info.cost_table
+    model = trained.model.eval()
+    names = trained.dataset["identities"]
+    references = label_references(trained)
+    table = trained.cost_table
     dense_gmacs = table.dense_macs() / 1e9
     gated = set(model.gated_blocks)
     always_run = len(model.blocks) - len(gated)
     device = next(model.parameters()).device
-    # The run's own precision, so a photo takes the inference graph evaluate would give it (fp16 is CUDA-only).
-    precision = info.config.train.precision if device.type == "cuda" or info.config.train.precision != "fp16" else "fp32"
-    results: list[Prediction | PredictionFailure] = []
+    precision = inference_precision(trained.config, device)
+    results: list[PhotoPrediction | PredictionFailure] = []
     for start in range(0, len(images), batch_size):
         paths = [Path(p) for p in images[start:start + batch_size]]
-        loaded, failures = _load_batch(paths, info.dataset)
-        predictions: dict[int, Prediction] = {}
+        loaded, failures = _load_batch(paths, trained.dataset)
+        predictions: dict[int, PhotoPrediction] = {}
         if loaded:
             batch = torch.stack([tensor for _, tensor in loaded]).to(device)
             logits, gate_values = model.infer(batch, skip=True, precision=precision)
@@ -162,7 +141,7 @@ def predict_images(model: GatedResNet, info: RunInfo, images: Sequence[str | Pat
             attributes = estimate_attributes(gate_values, references)
             for row, (position, _) in enumerate(loaded):
                 gates = [int(g) for g in gate_values[row].tolist()]
-                predictions[position] = Prediction(
+                predictions[position] = PhotoPrediction(
                     image=str(paths[position]),
                     top5=[(names[c], float(p)) for c, p in zip(classes[row].tolist(), probabilities[row].tolist())],
                     gates="".join(map(str, gates)),
@@ -179,9 +158,8 @@ def predict_images(model: GatedResNet, info: RunInfo, images: Sequence[str | Pat
     return results
 
 
-def predict_run(run_dir: str | Path, images: Sequence[str | Path], *, checkpoint: str = "best", batch_size: int = 32) -> list[Prediction | PredictionFailure]:
+def predict_run(run_dir: str | Path, images: Sequence[str | Path], *, checkpoint: str = "best", batch_size: int = 32) -> list[PhotoPrediction | PredictionFailure]:
     """Load the run's model (its `best` checkpoint by default) and predict every photo."""
     if not images:
         raise FacegraphError("predict: give at least one image")
-    model, info = load_trained_model(run_dir, checkpoint)
-    return predict_images(model, info, images, batch_size=batch_size)
+    return predict_images(load_trained(run_dir, checkpoint), images, batch_size=batch_size)

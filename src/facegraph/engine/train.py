@@ -13,19 +13,24 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from facegraph import paper
+from facegraph.config import RunConfig, config_differences
 from facegraph.data import PreparedDataset, load_prepared, make_loader
-from facegraph.engine import distributed, runs
-from facegraph.engine.checkpoint import load_checkpoint, restore_rng_states, save_checkpoint
-from facegraph.engine.config import RunConfig
+from facegraph.engine import distributed
+from facegraph.engine.annealing import lr_factor, target_rates_at, temperature_at
 from facegraph.engine.evaluate import evaluate_run, predict_split, summarize_predictions
-from facegraph.engine.metrics import MetricsLog, topk_correct
-from facegraph.engine.schedules import lr_factor, target_rates_at, temperature_at
+from facegraph.engine.metrics import topk_correct
+from facegraph.engine.trained import environment
 from facegraph.errors import ConfigError, FacegraphError
 from facegraph.flops import cost_table
 from facegraph.graphs import training_loss
 from facegraph.models import GatedResNet, autocast
+from facegraph.rundir import BEST, LAST, RunDir, dataset_fingerprint, load_checkpoint, restore_rng_states, rng_states
 
 logger = logging.getLogger(__name__)
+
+# The keys a resumed run may change: lengthening a finished or killed run is allowed.
+RESUMABLE_CHANGES = {("train", "epochs")}
 
 
 class TrainingDiverged(FacegraphError):
@@ -39,11 +44,12 @@ def seed_everything(seed: int) -> None:
 
 
 def dataset_summary(dataset: PreparedDataset) -> dict:
-    """dataset.json: what later commands need from the dataset without re-reading it."""
+    """dataset.json: what later commands need from the dataset without re-reading it, and its fingerprint."""
     return {
-        "root": str(Path(dataset.root).resolve()), "image_size": dataset.image_size,
-        "center_crop": dataset.center_crop, "mean": list(dataset.mean), "std": list(dataset.std),
-        "identities": [identity.name for identity in dataset.identities], "features": dataset.features,
+        "root": str(Path(dataset.root).resolve()), "fingerprint": dataset_fingerprint(Path(dataset.root)),
+        "image_size": dataset.image_size, "center_crop": dataset.center_crop, "mean": list(dataset.mean),
+        "std": list(dataset.std), "identities": [identity.name for identity in dataset.identities],
+        "features": dataset.features,
         "splits": {split: len(dataset.split_indices(split)) for split in dataset.splits},
     }
 
@@ -61,49 +67,66 @@ class EpochTotals:
     top5: float = 0.0
 
 
-def _resumes_checkpoint(out: Path, config: RunConfig, resume: bool) -> bool:
-    """Whether `out` holds a checkpoint to continue from; refuses to overwrite a run or resume another config."""
-    last = out / runs.CHECKPOINTS / "last.pt"
-    if resume:
-        if not last.exists():
-            logger.info("no checkpoint in %s: starting from scratch", out)
-            return False
-        previous = runs.read_json(out / runs.CONFIG_FILE)
-        if previous != config.to_dict():
-            raise ConfigError(f"{out} was started with a different configuration; resume it with the same one "
-                              f"(see {out / runs.CONFIG_FILE})")
-        return True
-    if (out / runs.METRICS_FILE).exists() or last.exists():
-        raise FacegraphError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    return False
+def check_resume(run: RunDir, config: RunConfig, dataset: dict, resume: bool) -> bool:
+    """Whether `run` holds a run to continue. Refuses to overwrite a run, to resume what does not exist, and to
+    resume with another configuration (except a longer `train.epochs`) or another dataset."""
+    if not resume:
+        if run.config_path.exists() or run.metrics_path.exists() or run.checkpoint_path(LAST).exists():
+            raise FacegraphError(f"{run.path} already holds a run; pass --resume to continue it or choose another --out")
+        return False
+    if not run.config_path.is_file():
+        raise FacegraphError(f"--resume: {run.path} holds no run (no {run.config_path.name}); drop --resume to start one")
+    differing = config_differences(run.config_dict(), config.to_dict())
+    refused = [(key, a, b) for key, a, b in differing if key not in RESUMABLE_CHANGES]
+    if refused:
+        changes = "; ".join(f"{'.'.join(key)}: {a!r} -> {b!r}" for key, a, b in refused)
+        raise ConfigError(f"{run.path} was started with another configuration ({changes}); resume it with the same "
+                          f"one (only train.epochs may grow)")
+    previous_epochs = run.config().train.epochs
+    if config.train.epochs < previous_epochs:
+        raise ConfigError(f"--resume: train.epochs {config.train.epochs} is shorter than the run's {previous_epochs}")
+    previous = run.dataset()
+    if previous.get("fingerprint") != dataset["fingerprint"] or previous.get("identities") != dataset["identities"]:
+        raise FacegraphError(f"--resume: {dataset['root']} is not the dataset {run.path} was trained on "
+                             f"({previous.get('root')}: its manifest/identities fingerprint differs)")
+    return True
+
+
+def _check_device(config: RunConfig) -> None:
+    if config.train.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device = 'cuda' but CUDA is not available here; use 'auto' or 'cpu'")
+    wants_cuda = config.train.device == "cuda" or config.train.device == "auto" and torch.cuda.is_available()
+    if config.train.precision == "fp16" and not wants_cuda:
+        raise ConfigError("train.precision = 'fp16' needs CUDA; on a CPU use 'bf16' or 'fp32'")
 
 
 def train(config: RunConfig, data_root: str | Path, out: str | Path, *, resume: bool = False) -> Path:
     """Train the configured model on a prepared dataset, writing the run directory `out`; returns it.
 
-    Checkpoints each epoch (atomic), keeps the best on the val split, evaluates the test split once at the end.
-    Under torchrun every rank trains its shard (DistributedDataParallel); only rank 0 writes.
+    Everything is validated before anything is written. Each epoch is committed atomically (rundir.commit_epoch),
+    the best epoch on the val split is kept, and the test split is evaluated once at the end. Under torchrun every
+    rank trains its shard (DistributedDataParallel); only rank 0 writes.
     """
-    out = Path(out)
+    _check_device(config)
     context = distributed.setup(config.train.device)
     try:
-        return _train(config, data_root, out, resume, context)
+        return _train(config, data_root, RunDir(Path(out)), resume, context)
     finally:
         distributed.teardown(context)
 
 
-def _train(config: RunConfig, data_root: str | Path, out: Path, resume: bool, context: distributed.Context) -> Path:
+def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, context: distributed.Context) -> Path:
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     seed_everything(config.train.seed + context.rank)
     dataset = load_prepared(data_root)
-    if dataset.image_size != config.model.image_size:
-        raise ConfigError(f"model.image_size is {config.model.image_size} but {dataset.root} holds "
-                          f"{dataset.image_size} px images; prepare it at that size or --set model.image_size="
-                          f"{dataset.image_size}")
-    resuming = _resumes_checkpoint(out, config, resume) if context.is_main else False
-    model = runs.model_from_config(config, dataset.num_identities)
-    masks = runs.iig_masks(config, model.num_gates, dataset.features)
+    paper.image_size(config, dataset.image_size)
+    summary = dataset_summary(dataset)
+    resuming = check_resume(run, config, summary, resume) if context.is_main else False
+    resuming = distributed.broadcast_flag(resuming, context)
+    model = paper.model_from_config(config, dataset.num_identities)
+    masks = paper.iig_masks(config, model.num_gates, dataset.features)
+    weights = paper.loss_weights(config, masks, model.num_gates)
     mask_codes = [(m, dataset.attribute_codes(m.feature)) for m in masks]
     model.to(context.device)
     if config.train.channels_last:
@@ -124,33 +147,39 @@ def _train(config: RunConfig, data_root: str | Path, out: Path, resume: bool, co
                               seed=config.train.seed) if has_val else None)
     if not has_val and context.is_main:
         logger.warning("the dataset has no %r split: the last epoch's weights are kept as best", config.data.val_split)
+    # fp16 needs loss scaling against gradient underflow; bf16 and fp32 do not (the scaler is then a no-op).
+    scaler = torch.amp.GradScaler(context.device.type, enabled=config.train.precision == "fp16")
 
-    metrics = MetricsLog(out / runs.METRICS_FILE)
-    start_epoch, best_val_top1 = 0, None
-    resumed = distributed.broadcast_flag(resuming, context)
-    if resumed:
-        state = load_checkpoint(out / runs.CHECKPOINTS / "last.pt")
+    start_epoch, best_val_top1, best_epoch = 0, None, 0
+    state = None
+    if resuming:
+        state = run.recover() if context.is_main else None
+        distributed.barrier(context)
+        if not context.is_main:
+            last = run.checkpoint_path(LAST)
+            state = load_checkpoint(last) if last.is_file() else None
+    elif context.is_main:
+        run.write_start(config, environment(context.world_size, str(context.device)), summary)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        restore_rng_states(state["rng"])
-        start_epoch, best_val_top1 = state["epoch"], state["best_val_top1"]
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        if len(state["rng"]) != context.world_size:
+            raise ConfigError(f"{run.path} was trained by {len(state['rng'])} process(es); resume it with as many "
+                              f"(now {context.world_size})")
+        restore_rng_states(state["rng"][context.rank])
+        start_epoch, best_val_top1, best_epoch = state["epoch"], state["best_val_top1"], state["best_epoch"]
         if context.is_main:
-            metrics.keep_epochs(start_epoch)
-            logger.info("resuming %s after epoch %d", out, start_epoch)
-    elif context.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        runs.write_json(out / runs.CONFIG_FILE, config.to_dict())
-        runs.write_json(out / runs.ENVIRONMENT_FILE, runs.environment(context.world_size, str(context.device)))
-        runs.write_json(out / runs.DATASET_FILE, dataset_summary(dataset))
+            if config.train.epochs > run.config().train.epochs:
+                run.write_start(config, environment(context.world_size, str(context.device)), summary)
+                run.done_path.unlink(missing_ok=True)
+            logger.info("resuming %s after epoch %d", run.path, start_epoch)
 
-    # fp16 needs loss scaling against gradient underflow; bf16 and fp32 do not (the scaler is then a no-op).
-    scaler = torch.amp.GradScaler(context.device.type, enabled=config.train.precision == "fp16")
-    if resumed and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
     table = cost_table(model, dataset.image_size)
     ddp_model = DistributedDataParallel(model) if context.distributed else model
-    writer = _tensorboard_writer(out) if context.is_main else None
+    writer = _tensorboard_writer(run.path) if context.is_main and config.train.tensorboard else None
     for epoch in range(start_epoch, config.train.epochs):
         model.temperature = temperature_at(epoch, config.train.epochs, config.gumbel.temperature,
                                            config.gumbel.final_temperature)
@@ -158,46 +187,45 @@ def _train(config: RunConfig, data_root: str | Path, out: Path, resume: bool, co
         train_loader.set_epoch(epoch)
         started = time.perf_counter()
         train_stats = _train_one_epoch(ddp_model, model, train_loader, optimizer, scheduler, scaler, mask_codes,
-                                       target_rates.to(context.device), config, context, epoch)
+                                       target_rates.to(context.device), weights, config, context, epoch)
         row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "temperature": model.temperature,
                "target_rates": target_rates.tolist(), "train": train_stats}
+        if val_loader is not None and context.is_main:
+            val = summarize_predictions(predict_split(model, val_loader, config.train.precision, context.device), table)
+            row["val"] = {k: val[k] for k in ("top1", "top5", "gate_rates")}
+            row["val"].update(gmacs_mean=val["gmacs"]["mean"], gmacs_std=val["gmacs"]["std"])
+        row["seconds"] = time.perf_counter() - started
+        val_top1 = row.get("val", {}).get("top1")
+        improved = val_top1 is None or best_val_top1 is None or val_top1 > best_val_top1
+        if improved:
+            best_val_top1, best_epoch = val_top1, epoch + 1
+        # Every rank's generators, so that a resumed rank draws the noise it would have drawn.
+        rng = distributed.gather_objects(rng_states(), context)
         if context.is_main:
-            if val_loader is not None:
-                val = summarize_predictions(predict_split(model, val_loader, config.train.precision, context.device),
-                                            table)
-                row["val"] = {k: val[k] for k in ("top1", "top5", "gate_rates")}
-                row["val"].update(gmacs_mean=val["gmacs"]["mean"], gmacs_std=val["gmacs"]["std"])
-            row["seconds"] = time.perf_counter() - started
-            val_top1 = row.get("val", {}).get("top1")
-            improved = val_top1 is None or best_val_top1 is None or val_top1 > best_val_top1
-            if improved:
-                best_val_top1 = val_top1
-            checkpoints = out / runs.CHECKPOINTS
-            for name in ("last", "best") if improved else ("last",):
-                save_checkpoint(checkpoints / f"{name}.pt", model=model, optimizer=optimizer, scheduler=scheduler,
-                                scaler=scaler, epoch=epoch + 1, best_val_top1=best_val_top1)
-            metrics.append(row)
+            run.commit_epoch({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                              "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng,
+                              "epoch": epoch + 1, "best_val_top1": best_val_top1, "best_epoch": best_epoch},
+                             row, improved)
             _log_epoch(row, writer)
         distributed.barrier(context)
     if writer is not None:
         writer.close()
     if context.is_main:
         if "test" in dataset.splits:
-            evaluate_run(out, "test", dataset=dataset)
-        runs.write_json(out / runs.DONE_FILE, {"epochs": config.train.epochs, "best_val_top1": best_val_top1})
+            evaluate_run(run.path, "test", dataset=dataset, checkpoint=BEST)
+        run.write_done({"epochs": config.train.epochs, "best_epoch": best_epoch, "best_val_top1": best_val_top1})
     distributed.barrier(context)
-    return out
+    return run.path
 
 
 def _train_one_epoch(ddp_model: torch.nn.Module, model: GatedResNet, loader, optimizer, scheduler, scaler,
-                     mask_codes, target_rates: torch.Tensor, config: RunConfig, context: distributed.Context,
-                     epoch: int) -> dict:
+                     mask_codes, target_rates: torch.Tensor, weights: paper.LossWeights, config: RunConfig,
+                     context: distributed.Context, epoch: int) -> dict:
     ddp_model.train()
     totals = EpochTotals()
     gate_sums = torch.zeros(model.num_gates, dtype=torch.float64)
-    loss_weights = {"target_weight": config.loss.target_weight if config.model.variant != "resnet" else 0.0,
-                    "iig_weight": config.loss.iig_weight if config.model.variant == "iig" else 0.0,
-                    "iig_balanced": config.loss.iig_balanced}
+    target_gates = None if weights.target_gates is None else torch.tensor(weights.target_gates, device=context.device,
+                                                                           dtype=torch.long)
     wait_seconds = 0.0
     started = time.perf_counter()
     progress = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{config.train.epochs}", leave=False,
@@ -215,7 +243,8 @@ def _train_one_epoch(ddp_model: torch.nn.Module, model: GatedResNet, loader, opt
             logits, gate_values = ddp_model(images)
         iig_features = [(masks, codes[batch.indices].to(context.device)) for masks, codes in mask_codes]
         parts = training_loss(logits.float(), identities, gate_values.float(), target_rates,
-                              iig_features=iig_features, **loss_weights)
+                              target_weight=weights.target_weight, iig_weight=weights.iig_weight,
+                              iig_features=iig_features, iig_balanced=weights.iig_balanced, target_gates=target_gates)
         if not torch.isfinite(parts.total):
             raise TrainingDiverged(f"the loss became {parts.total.item()} at epoch {epoch + 1}, step {step + 1} "
                                    f"(cross-entropy {parts.cross_entropy.item()}, target {parts.target.item()}, "
@@ -253,7 +282,9 @@ def _train_one_epoch(ddp_model: torch.nn.Module, model: GatedResNet, loader, opt
 def _tensorboard_writer(out: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional
+    except ImportError:
+        logger.warning("train.tensorboard is on but tensorboard is not installed (pip install 'facegraph[tensorboard]'); "
+                       "metrics.jsonl is written as always")
         return None
     return SummaryWriter(str(out / "tensorboard"))
 

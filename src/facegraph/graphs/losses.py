@@ -61,17 +61,25 @@ def training_loss(
     iig_weight: float = 0.0,
     iig_features: Sequence[tuple[FeatureMasks, torch.Tensor]] = (),
     iig_balanced: bool = False,
+    target_gates: torch.Tensor | None = None,
 ) -> LossParts:
     """Eq. 3 generalised: L = L_CE + target_weight * L_target + iig_weight * sum_F L_IIG(F).
 
     The paper's ConvNet-AIG is target_weight=1, iig_weight=0; its ConvNet-IIG replaces the target loss
     (target_weight=0, iig_weight>0); both together are allowed. `iig_features` pairs each feature's masks with the
     per-image label codes of that feature; `iig_balanced` weighs each label equally (see iig_loss).
+    `target_gates` limits the target loss to some gates (indices into the k gates; default all): an IIG model keeps it
+    on the gates no mask covers. `target_rates` holds one rate per gate either way.
     """
     cross_entropy = F.cross_entropy(logits, identities)
     zero = cross_entropy.new_zeros(())
     has_gates = gate_values.shape[1] > 0
-    target = target_rate_loss(gate_values, target_rates) if has_gates and target_weight else zero
+    if target_gates is not None:
+        gate_values_for_target, target_rates = gate_values[:, target_gates], target_rates[target_gates]
+    else:
+        gate_values_for_target = gate_values
+    has_target = gate_values_for_target.shape[1] > 0 and target_weight
+    target = target_rate_loss(gate_values_for_target, target_rates) if has_target else zero
     iig = zero
     if has_gates and iig_weight:
         iig = torch.stack([iig_loss(gate_values, codes, masks, iig_balanced) for masks, codes in iig_features]).sum() if iig_features else zero

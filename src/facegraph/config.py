@@ -1,0 +1,352 @@
+"""Run configuration: TOML presets -> validated dataclasses, with `--set key=value` overrides.
+
+Configuration is data. Every key has a type and a default; an unknown key, a wrong type or an invalid value is a
+ConfigError that names the key and where it came from (the file, or the `--set` argument).
+
+Presets ship inside the package (`facegraph/presets/<folder>/<name>.toml`, read with importlib.resources). A preset
+may start with `inherit = "base"`: the named file of the same folder is read first and this one's keys are merged
+over it (tables merge key by key, anything else is replaced), as arcface_torch's per-run configs extend its base.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from facegraph.errors import ConfigError
+from facegraph.graphs import MASK_SCHEMES
+from facegraph.models import ARCHS, PRECISIONS
+
+VARIANTS = ("resnet", "aig", "iig")
+LR_SCHEDULES = ("cosine", "step", "constant")
+PRESET_SUFFIX = ".toml"
+INHERIT_KEY = "inherit"
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "resnet50"
+    width: float = 1.0
+    image_size: int = 0  # 0: the prepared dataset's image size; any other value must match it
+    variant: str = "resnet"  # resnet: no gates; aig: target-rate loss; iig: IIG loss
+    gate_hidden: int = 16
+    initial_open_rate: float = 0.85
+
+
+@dataclass
+class GatesConfig:
+    """Which residual blocks carry a gate (variants aig and iig; a resnet has none): all but the first
+    `always_on_first` and last `always_on_last` blocks, as in the paper (7 and 3 of ResNet-101's 33)."""
+
+    always_on_first: int = 7
+    always_on_last: int = 3
+    downsampling: bool = True  # False keeps each stage's first (strided) block always on
+
+
+@dataclass
+class GumbelConfig:
+    temperature: float = 1.0  # at the first epoch
+    final_temperature: float | None = None  # annealed linearly to this by the last epoch; None keeps it constant
+
+
+@dataclass
+class IIGFeatureConfig:
+    name: str = ""  # a dataset feature, e.g. "gender"
+    scheme: str = "alternate"  # alternate | blocks | explicit (see facegraph.graphs.masks)
+    block_size: int | None = None  # blocks: gates per label
+    start: int = 0  # blocks: first gate
+    gates: list[int] | None = None  # alternate: the gates to alternate over (default: all)
+    label_gates: dict[str, list[int]] | None = None  # explicit: label -> gates
+
+
+@dataclass
+class LossConfig:
+    target_rate: float = 0.5  # t of eq. 2 for every gated block
+    target_weight: float = 1.0  # eq. 2 weight (eq. 3 uses 1); aig only
+    target_warmup_epochs: int = 0  # targets fall linearly from 1 to t over these first epochs (0: t from the start)
+    iig_weight: float = 0.0  # eq. 4 weight; iig only
+    iig_balanced: bool = False  # weigh each label equally in eq. 4 (against collapse onto a majority label's mask)
+    # iig: the target loss (eq. 2, rate target_rate) on the gates no IIG mask covers, so that no gate is left under
+    # no loss at all (the paper's gender + age masks cover 22 of its 23 gates).
+    unmasked_target_weight: float = 1.0
+    iig_features: list[IIGFeatureConfig] = field(default_factory=list)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    nesterov: bool = False
+    schedule: str = "cosine"  # cosine | step | constant
+    warmup_epochs: float = 0.0
+    step_milestones: list[int] = field(default_factory=list)  # epochs at which step decays
+    step_gamma: float = 0.1
+
+
+@dataclass
+class DataConfig:
+    augment: bool = True  # random flip + small translation on the training split
+    val_split: str = "val"  # chooses the best checkpoint; a dataset without it keeps the last epoch
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    seed: int = 0
+    precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (CUDA only)
+    channels_last: bool = False
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    tensorboard: bool = False  # also write TensorBoard event files (the optional extra facegraph[tensorboard])
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    gates: GatesConfig = field(default_factory=GatesConfig)
+    gumbel: GumbelConfig = field(default_factory=GumbelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _check_type(value: Any, annotation: Any, key: str) -> Any:
+    """Return `value` converted to `annotation` (int -> float allowed), or raise naming the key."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _check_type(value, option, key)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0])
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {value!r}")
+        return _from_dict(annotation, value, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(annotation)
+        return [_check_type(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {value!r}")
+        _, item = typing.get_args(annotation)
+        return {str(k): _check_type(v, item, f"{key}.{k}") for k, v in value.items()}
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, float) and isinstance(value, bool) or not isinstance(value, annotation):
+        raise ConfigError(f"{key}: expected {annotation.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _from_dict(cls: type, data: dict, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f" in [{prefix}]" if prefix else ""
+        raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}{where}; "
+                          f"known: {', '.join(sorted(names))}")
+    values = {name: _check_type(value, hints[name], f"{prefix}.{name}" if prefix else name)
+              for name, value in data.items()}
+    return cls(**values)
+
+
+def _parse_override(assignment: str) -> tuple[list[str], Any]:
+    key, sep, text = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects key=value, got {assignment!r}")
+    try:
+        value = tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = text  # a bare word is a string: --set model.arch=resnet18
+    return key.strip().split("."), value
+
+
+def _check_override_key(path: list[str]) -> None:
+    """An unknown `--set` key is reported against the `--set` argument, not the config file."""
+    cls: Any = RunConfig
+    for depth, part in enumerate(path):
+        if not dataclasses.is_dataclass(cls):
+            raise ConfigError(f"--set {'.'.join(path)}: {'.'.join(path[:depth])} is not a table")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if part not in fields:
+            where = f" in [{'.'.join(path[:depth])}]" if depth else ""
+            raise ConfigError(f"--set {'.'.join(path)}: unknown key {part!r}{where}; known: {', '.join(sorted(fields))}")
+        cls = typing.get_type_hints(cls)[part]
+
+
+def _apply_override(data: dict, path: list[str], value: Any) -> None:
+    _check_override_key(path)
+    node = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+    node[path[-1]] = value
+
+
+def validate(config: RunConfig) -> RunConfig:
+    """Check values that types alone cannot, so that a run fails before it writes anything."""
+    model, loss, train, gumbel = config.model, config.loss, config.train, config.gumbel
+    checks = [
+        (model.arch in ARCHS, f"model.arch: unknown architecture {model.arch!r}; choose one of {sorted(ARCHS)}"),
+        (model.variant in VARIANTS, f"model.variant must be one of {VARIANTS}, got {model.variant!r}"),
+        (model.width > 0, f"model.width must be > 0, got {model.width}"),
+        (model.image_size == 0 or model.image_size >= 32,
+         f"model.image_size must be 0 (the dataset's) or >= 32, got {model.image_size}"),
+        (model.gate_hidden >= 1, f"model.gate_hidden must be >= 1, got {model.gate_hidden}"),
+        (0.0 < model.initial_open_rate < 1.0, f"model.initial_open_rate must lie in (0, 1), got {model.initial_open_rate}"),
+        (config.gates.always_on_first >= 0 and config.gates.always_on_last >= 0,
+         "gates.always_on_first and gates.always_on_last must be >= 0"),
+        (0.0 < loss.target_rate <= 1.0, f"loss.target_rate must lie in (0, 1], got {loss.target_rate}"),
+        (loss.target_weight >= 0 and loss.iig_weight >= 0 and loss.unmasked_target_weight >= 0,
+         "loss weights must be >= 0"),
+        (loss.target_warmup_epochs >= 0, f"loss.target_warmup_epochs must be >= 0, got {loss.target_warmup_epochs}"),
+        (train.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}, got {train.precision!r}"),
+        (train.epochs >= 1, f"train.epochs must be >= 1, got {train.epochs}"),
+        (train.batch_size >= 2, f"train.batch_size must be >= 2 (BatchNorm), got {train.batch_size}"),
+        (train.eval_batch_size >= 1, f"train.eval_batch_size must be >= 1, got {train.eval_batch_size}"),
+        (train.threads >= 0, f"train.threads must be >= 0 (0 keeps torch's default), got {train.threads}"),
+        (train.seed >= 0, f"train.seed must be >= 0, got {train.seed}"),
+        (train.device in ("auto", "cpu", "cuda"), f"train.device must be auto, cpu or cuda, got {train.device!r}"),
+        (config.optim.schedule in LR_SCHEDULES,
+         f"optim.schedule must be one of {LR_SCHEDULES}, got {config.optim.schedule!r}"),
+        (config.optim.lr > 0, f"optim.lr must be > 0, got {config.optim.lr}"),
+        (config.optim.warmup_epochs >= 0, f"optim.warmup_epochs must be >= 0, got {config.optim.warmup_epochs}"),
+        (gumbel.temperature > 0, f"gumbel.temperature must be > 0, got {gumbel.temperature}"),
+        (gumbel.final_temperature is None or gumbel.final_temperature > 0,
+         f"gumbel.final_temperature must be > 0, got {gumbel.final_temperature}"),
+        (config.data.val_split != "test",
+         "data.val_split must not be 'test': it chooses the checkpoint, which must not see the test split"),
+        (model.variant == "resnet" or loss.target_rate < 1.0,
+         f"model.variant = {model.variant!r} has gates: loss.target_rate must be < 1, got {loss.target_rate}"),
+        (model.variant != "iig" or bool(loss.iig_features),
+         "model.variant = 'iig' needs at least one [[loss.iig_features]] entry"),
+        (model.variant != "iig" or loss.iig_weight > 0, "model.variant = 'iig' needs loss.iig_weight > 0"),
+    ]
+    for feature in loss.iig_features:
+        checks.append((bool(feature.name), "loss.iig_features: every feature needs a name"))
+        checks.append((feature.scheme in MASK_SCHEMES,
+                       f"loss.iig_features {feature.name!r}: scheme must be one of {MASK_SCHEMES}, got {feature.scheme!r}"))
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    return config
+
+
+def _merge(base: dict, delta: dict) -> dict:
+    merged = dict(base)
+    for key, value in delta.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def _read_toml(source: Path | resources.abc.Traversable, chain: tuple[str, ...] = ()) -> dict:
+    """A TOML file with its `inherit` chain resolved (the parent is a file of the same folder)."""
+    try:
+        data = tomllib.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {source} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read config file {source}: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{source}: invalid TOML: {error}") from None
+    parent = data.pop(INHERIT_KEY, None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ConfigError(f"{source}: {INHERIT_KEY} must be a file name, got {parent!r}")
+    if str(source) in chain:
+        raise ConfigError(f"{source}: {INHERIT_KEY} forms a cycle ({' -> '.join(chain)})")
+    parent_file = source.parent / (parent if parent.endswith(PRESET_SUFFIX) else parent + PRESET_SUFFIX)
+    return _merge(_read_toml(parent_file, (*chain, str(source))), data)
+
+
+def presets_root() -> resources.abc.Traversable:
+    return resources.files("facegraph") / "presets"
+
+
+def list_presets() -> dict[str, str]:
+    """Preset name (`cpu/aig-t0.5`) -> its first comment line; base files are not presets of their own."""
+    found = {}
+    for folder in sorted(presets_root().iterdir(), key=lambda p: p.name):
+        if not folder.is_dir():
+            continue
+        for item in sorted(folder.iterdir(), key=lambda p: p.name):
+            if item.name.endswith(PRESET_SUFFIX) and item.name != "base" + PRESET_SUFFIX:
+                first = item.read_text(encoding="utf-8").splitlines()[:1]
+                summary = first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
+                found[f"{folder.name}/{item.name.removesuffix(PRESET_SUFFIX)}"] = summary
+    return found
+
+
+def resolve_config_source(name_or_path: str | Path) -> Path | resources.abc.Traversable:
+    """A TOML file on disk, or a preset shipped with the package (`cpu/aig-t0.5`, with or without .toml)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    *folders, name = str(name_or_path).removesuffix(PRESET_SUFFIX).split("/")
+    preset = presets_root().joinpath(*folders, name + PRESET_SUFFIX)
+    if folders and preset.is_file():
+        return preset
+    presets = list_presets()
+    raise ConfigError(f"config {name_or_path} is neither a file nor a preset; presets: {', '.join(presets)}")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a TOML file or preset (or start from the defaults), apply `key=value` overrides, validate."""
+    data: dict = {}
+    source = None
+    if path is not None:
+        source = resolve_config_source(path)
+        data = _read_toml(source)
+        try:
+            _from_dict(RunConfig, data)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from None
+    for assignment in overrides or []:
+        _apply_override(data, *_parse_override(assignment))
+    try:
+        return validate(_from_dict(RunConfig, data))
+    except ConfigError as error:
+        where = f"{path}{' with --set ' + ' '.join(overrides) if overrides else ''}" if path is not None else \
+            ("--set " + " ".join(overrides) if overrides else "")
+        raise ConfigError(f"{where}: {error}" if where else str(error)) from None
+
+
+def config_differences(old: dict, new: dict, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any, Any]]:
+    """(key path, old value, new value) for every key where two config dicts differ."""
+    differing = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            differing += config_differences(a, b, (*prefix, key))
+        elif a != b:
+            differing.append(((*prefix, key), a, b))
+    return differing
+
+
+def config_from_dict(data: dict) -> RunConfig:
+    """Rebuild a RunConfig from `config.json` of a run directory."""
+    return validate(_from_dict(RunConfig, data))

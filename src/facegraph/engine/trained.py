@@ -1,0 +1,88 @@
+"""A trained run, ready for inference: its model with the chosen checkpoint, masks and cost table."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from facegraph import paper
+from facegraph.config import RunConfig
+from facegraph.errors import FacegraphError
+from facegraph.flops import CostTable, cost_table
+from facegraph.graphs import FeatureMasks
+from facegraph.models import GatedResNet
+from facegraph.rundir import BEST, LAST, RunDir, load_checkpoint, open_run
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainedRun:
+    """A run directory with its model loaded (evaluation mode) and what inference needs besides the weights."""
+
+    run: RunDir
+    config: RunConfig
+    dataset: dict[str, Any]  # dataset.json
+    model: GatedResNet
+    checkpoint: str  # "best" or "last"
+    feature_masks: dict[str, FeatureMasks]
+    cost_table: CostTable
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
+
+
+def load_trained(run_dir: str | Path, checkpoint: str = BEST) -> TrainedRun:
+    """The run's model in evaluation mode with its `best` (or `last`) weights. A missing best checkpoint is an error,
+    never a silent fallback to `last`; an unfinished run is loaded with a warning."""
+    if checkpoint not in (BEST, LAST):
+        raise FacegraphError(f"checkpoint must be {BEST} or {LAST}, got {checkpoint!r}")
+    run = open_run(run_dir)
+    config, dataset = run.config(), run.dataset()
+    if not run.is_done:
+        logger.warning("%s has not finished training (no %s): using its %s checkpoint so far", run.path,
+                       run.done_path.name, checkpoint)
+    state = load_checkpoint(run.checkpoint_path(checkpoint))
+    model = paper.model_from_config(config, len(dataset["identities"]))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise FacegraphError(f"{run.checkpoint_path(checkpoint)} does not fit the model of {run.config_path}: "
+                             f"{str(error).splitlines()[0]}") from None
+    model.eval()
+    masks = {m.feature: m for m in paper.iig_masks(config, model.num_gates, dataset["features"])}
+    return TrainedRun(run, config, dataset, model, checkpoint, masks, cost_table(model, dataset["image_size"]))
+
+
+def inference_precision(config: RunConfig, device: torch.device) -> str:
+    """The run's own precision for inference, so an image takes the graph evaluate gives it (fp16 is CUDA-only)."""
+    return config.train.precision if device.type == "cuda" or config.train.precision != "fp16" else "fp32"
+
+
+def _git_revision() -> str | None:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def environment(world_size: int, device: str) -> dict[str, Any]:
+    """environment.json: what ran the training."""
+    return {
+        "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
+        "host": socket.gethostname(), "git_revision": _git_revision(), "argv": sys.argv,
+        "world_size": world_size, "device": device, "threads": torch.get_num_threads(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

@@ -1,0 +1,122 @@
+"""Orchestration above the engine and the analysis: `facegraph table2` and `facegraph demo` train what is missing,
+evaluate, tabulate (analysis.table) and report (analysis.report). Finished runs are reused only when their config is
+the one asked for."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from facegraph.analysis.table import ModelRuns, table_rows, write_table
+from facegraph.config import RunConfig, config_differences, list_presets, load_config
+from facegraph.data import Selection, load_prepared, prepare_lfw
+from facegraph.data.sources.lfw import LFW_FOLDER
+from facegraph.engine.train import train
+from facegraph.errors import ConfigError, DataError, FacegraphError
+from facegraph.rundir import RunDir
+
+logger = logging.getLogger(__name__)
+
+# The six models of the paper's Table II, in its row order, per preset folder.
+TABLE2_ROWS = {
+    "paper": ["resnet101", "aig-t0.4", "aig-t0.5", "aig-t0.7", "iig-gender", "iig-gender-age"],
+    "cpu": ["resnet50", "aig-t0.4", "aig-t0.5", "aig-t0.7", "iig-gender", "iig-gender-age"],
+}
+DEMO_MODELS = ("resnet50", "aig-t0.5", "iig-gender")
+DEMO_IMAGE_SIZE = 64
+DEMO_SPLIT = {"train": 0.8, "val": 0.1, "test": 0.1}
+
+
+def ensure_run(config: RunConfig, data: Path, run_dir: Path) -> dict:
+    """Train (or resume) a run unless it finished with this very config; return its eval/test.json."""
+    run = RunDir(run_dir)
+    if run.config_path.is_file():
+        differing = config_differences(run.config_dict(), config.to_dict())
+        if differing and run.is_done:
+            changes = "; ".join(f"{'.'.join(key)}: {a!r} -> {b!r}" for key, a, b in differing)
+            raise ConfigError(f"{run_dir} finished with another configuration ({changes}); remove it or choose "
+                              f"another --out")
+    if run.is_done:
+        logger.info("reusing finished run %s", run_dir)
+    else:
+        train(config, data, run_dir, resume=run.config_path.is_file())
+    evaluation = run.evaluation("test")
+    if evaluation is None:
+        raise FacegraphError(f"{run_dir} finished without a test evaluation: the dataset needs a test split")
+    return evaluation
+
+
+def run_table2(preset: str, data: str | Path, out: str | Path, *, seeds: int = 1,
+               overrides: list[str] | None = None, models: list[str] | None = None) -> tuple[Path, list[dict]]:
+    """Train/evaluate each model of Table II (reusing finished runs) and write table2.md / table2.csv in `out`."""
+    if preset not in TABLE2_ROWS:
+        raise FacegraphError(f"unknown preset {preset!r}; choose one of {', '.join(TABLE2_ROWS)}")
+    names = models or TABLE2_ROWS[preset]
+    unknown = [name for name in names if f"{preset}/{name}" not in list_presets()]
+    if unknown:
+        raise FacegraphError(f"--models: {preset} has no preset {', '.join(unknown)} (it has: "
+                             f"{', '.join(TABLE2_ROWS[preset])})")
+    out = Path(out)
+    # Every config is loaded (and validated) before the first run starts.
+    configs = {name: [load_config(f"{preset}/{name}", [*(overrides or []), f"train.seed={seed}"])
+                      for seed in range(seeds)] for name in names}
+    out.mkdir(parents=True, exist_ok=True)
+    rows_in = []
+    for name, seed_configs in configs.items():
+        model = ModelRuns(name, seed_configs[0])
+        for seed, config in enumerate(seed_configs):
+            run_dir = out / f"{name}-seed{seed}"
+            model.evaluations.append(ensure_run(config, Path(data), run_dir))
+            model.run_dirs.append(run_dir)
+        rows_in.append(model)
+    rows = table_rows(rows_in)
+    markdown, _ = write_table(rows, out, f"{preset} preset")
+    return markdown, rows
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    dataset: Path
+    runs: dict[str, Path]
+    table: Path
+    rows: list[dict]
+    report: Path | None
+
+
+def prepared_lfw(out: Path, data: Path | None) -> Path:
+    """LFW with >= 10 photos per person at 64 px under `out`, prepared once. `data` is a folder holding lfw/
+    (like FACEGRAPH_DATA) or the LFW folder itself; without it LFW is downloaded into the user cache."""
+    target = out / "data" / f"lfw10-{DEMO_IMAGE_SIZE}px"
+    try:
+        load_prepared(target)
+        return target
+    except DataError:  # absent or incomplete: (re)prepare it
+        logger.info("preparing LFW into %s", target)
+    lfw_dir = data
+    if data is not None and (data / "lfw" / LFW_FOLDER).is_dir():
+        lfw_dir = data / "lfw" / LFW_FOLDER
+    prepare_lfw(target, Selection(image_size=DEMO_IMAGE_SIZE, min_images=10, split=dict(DEMO_SPLIT)),
+                lfw_dir=lfw_dir, overwrite=True, progress=True)
+    return target
+
+
+def run_demo(out: str | Path, data: str | Path | None = None, overrides: list[str] | None = None,
+             report: bool = True) -> DemoResult:
+    """The main job: LFW at CPU scale, a ResNet, a ConvNet-AIG and a ConvNet-IIG (gender), tabulated and reported."""
+    out = Path(out)
+    configs = {name: load_config(f"cpu/{name}", overrides) for name in DEMO_MODELS}
+    dataset = prepared_lfw(out, Path(data) if data is not None else None)
+    runs, models = {}, []
+    for name, config in configs.items():
+        runs[name] = out / "runs" / name
+        models.append(ModelRuns(name, config, [ensure_run(config, dataset, runs[name])], [runs[name]]))
+    rows = table_rows(models)
+    table, _ = write_table(rows, out, "cpu demo on LFW")
+    report_path = None
+    if report:
+        from facegraph.analysis.report import build_report  # matplotlib loads only when a report is written
+
+        report_path = build_report(list(runs.values()), out / "report")
+    return DemoResult(out, dataset, runs, table, rows, report_path)
