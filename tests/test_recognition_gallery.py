@@ -1,0 +1,103 @@
+"""Open-set identification: per-person max scores, the calibrated threshold, "unknown" answers, the cache key."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from facegraph.errors import ConfigError, DataError
+from facegraph.recognition import UNKNOWN, Gallery, calibrate_threshold, gallery_fingerprint
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def faces_of(centres: np.ndarray, per_person: int, rng: np.random.Generator, noise: float = 0.15) -> np.ndarray:
+    """`per_person` noisy unit embeddings around each centre, person by person."""
+    return unit(np.repeat(centres, per_person, axis=0) + noise * rng.normal(size=(len(centres) * per_person, centres.shape[1])))
+
+
+def test_gallery_people_are_found_and_strangers_are_unknown() -> None:
+    rng = np.random.default_rng(5)
+    dimensions, people = 64, [f"person_{index}" for index in range(8)]
+    centres = unit(rng.normal(size=(8, dimensions)))
+    strangers = unit(rng.normal(size=(4, dimensions)))
+    gallery = Gallery(torch.from_numpy(faces_of(centres, 3, rng)).float(), [name for name in people for _ in range(3)])
+    # Impostor scores: other random people's faces compared with each other.
+    others = faces_of(unit(rng.normal(size=(60, dimensions))), 2, rng)
+    cosines = others @ others.T
+    different = np.repeat(np.arange(60), 2)[:, None] != np.repeat(np.arange(60), 2)[None, :]
+    threshold = calibrate_threshold(cosines[np.triu(different)], far=0.001)
+    queries = np.concatenate([faces_of(centres, 1, rng), faces_of(strangers, 1, rng)])
+    results = gallery.search(queries, threshold, top_k=3)
+    assert [result.answer for result in results] == people + [UNKNOWN] * 4
+    for result in results[:8]:
+        assert result.best_score >= threshold
+        assert len(result.ranked) == 3
+        assert [score for _, score in result.ranked] == sorted((score for _, score in result.ranked), reverse=True)
+    for result in results[8:]:
+        assert result.best_score < threshold
+        assert result.ranked[0][1] == result.best_score  # the best guess is still reported
+
+
+def test_person_score_is_the_max_over_their_images() -> None:
+    rng = np.random.default_rng(1)
+    embeddings = unit(rng.normal(size=(7, 16)))
+    names = ["a", "b", "a", "c", "b", "a", "c"]
+    queries = unit(rng.normal(size=(5, 16)))
+    gallery = Gallery(embeddings, names)
+    assert gallery.people == ["a", "b", "c"]
+    scores = gallery.person_scores(queries).numpy()
+    for column, person in enumerate(gallery.people):
+        rows = [index for index, name in enumerate(names) if name == person]
+        assert scores[:, column] == pytest.approx((queries @ embeddings[rows].T).max(axis=1))
+    # A query identical to one of a's photos scores 1 for a, whatever a's other photos look like.
+    exact = gallery.search(embeddings[5:6], threshold=0.99, top_k=1)[0]
+    assert exact.answer == "a" and exact.best_score == pytest.approx(1.0)
+
+
+def test_calibrated_threshold_is_the_lowest_within_the_rate() -> None:
+    rng = np.random.default_rng(9)
+    impostors = np.round(rng.normal(0.0, 0.2, 2000), 3)  # with ties
+    for far in (0.001, 0.01, 0.1):
+        threshold = calibrate_threshold(impostors, far)
+        assert np.mean(impostors >= threshold) <= far
+        # Lowering it to the highest impostor score it rejects would break the rate.
+        assert np.mean(impostors >= impostors[impostors < threshold].max()) > far
+
+
+def test_unresolvable_rate_logs_a_warning_and_rejects_every_impostor(caplog: pytest.LogCaptureFixture) -> None:
+    impostors = np.linspace(-0.2, 0.4, 50)
+    with caplog.at_level(logging.WARNING, logger="facegraph.recognition.gallery"):
+        threshold = calibrate_threshold(impostors, 0.001)
+    assert threshold > impostors.max()
+    assert "cannot resolve" in caplog.text
+
+
+def test_gallery_rejects_bad_inputs() -> None:
+    embeddings = unit(np.random.default_rng(0).normal(size=(3, 8)))
+    with pytest.raises(DataError, match="L2-normalised"):
+        Gallery(embeddings * 2, ["a", "b", "c"])
+    with pytest.raises(DataError, match="names"):
+        Gallery(embeddings, ["a", "b"])
+    with pytest.raises(DataError, match="reserved"):
+        Gallery(embeddings, ["a", UNKNOWN, "c"])
+    gallery = Gallery(embeddings, ["a", "b", "c"])
+    with pytest.raises(DataError, match="dimensions"):
+        gallery.search(unit(np.ones((1, 4))), 0.5)
+    with pytest.raises(ConfigError, match="top_k"):
+        gallery.search(embeddings, 0.5, top_k=0)
+
+
+def test_fingerprint_follows_the_files_not_their_order() -> None:
+    files = [("gallery/a/1.jpg", 1200, 1700000000.25), ("gallery/b/1.jpg", 900, 1700000001.5)]
+    fingerprint = gallery_fingerprint(files)
+    assert fingerprint == gallery_fingerprint(list(reversed(files)))
+    assert fingerprint != gallery_fingerprint(files[:1])
+    assert fingerprint != gallery_fingerprint([files[0], ("gallery/b/1.jpg", 901, 1700000001.5)])
+    assert fingerprint != gallery_fingerprint([files[0], ("gallery/b/1.jpg", 900, 1700000002.5)])
+    assert fingerprint != gallery_fingerprint([files[0], ("gallery/c/1.jpg", 900, 1700000001.5)])
