@@ -222,6 +222,10 @@ def test_table2_trains_tabulates_and_reuses(tiny_lfw, tmp_path, capsys):
     assert main(args) == 0
     table = (out / "table2.md").read_text()
     assert "ConvNet-AIG [t=0.5]" in table and "ResNet-50 (width 0.25)" in table
+    # One seed: the paired row has no interval, only the per-seed McNemar test on the same test images.
+    paired = next(line for line in table.splitlines() if line.startswith("| ConvNet-AIG") and "McNemar" not in line
+                  and "n/a (1 seed)" in line)
+    assert "needs >= 2 seeds" in paired and "(1 seed)" in paired
     rows = (out / "table2.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("preset,model,seeds,top1")
     checkpoint = out / "aig-t0.5-seed0" / "checkpoints" / "best.pt"

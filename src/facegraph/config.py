@@ -37,6 +37,9 @@ class ModelConfig:
     variant: str = "resnet"  # resnet: no gates; aig: target-rate loss; iig: IIG loss
     gate_hidden: int = 16
     initial_open_rate: float = 0.85
+    # Warm start (ConvNet-AIG's --pretrained): a run directory (its best.pt) or a checkpoint file whose backbone, and
+    # classifier when the identities match, initialise this model; gates start fresh. "" trains from scratch.
+    init_from: str = ""
 
 
 @dataclass
@@ -88,6 +91,7 @@ class OptimConfig:
     warmup_epochs: float = 0.0
     step_milestones: list[int] = field(default_factory=list)  # epochs at which step decays
     step_gamma: float = 0.1
+    gate_lr_factor: float = 1.0  # the gates' learning rate is lr x this (a warm-started backbone may want the gates faster)
 
 
 @dataclass
@@ -99,6 +103,8 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 10
+    # At least this many optimizer steps: on a small dataset the epochs grow to reach it (0: exactly `epochs`).
+    min_steps: int = 0
     batch_size: int = 64
     eval_batch_size: int = 256
     seed: int = 0
@@ -229,6 +235,8 @@ def validate(config: RunConfig) -> RunConfig:
         (train.eval_batch_size >= 1, f"train.eval_batch_size must be >= 1, got {train.eval_batch_size}"),
         (train.threads >= 0, f"train.threads must be >= 0 (0 keeps torch's default), got {train.threads}"),
         (train.seed >= 0, f"train.seed must be >= 0, got {train.seed}"),
+        (train.min_steps >= 0, f"train.min_steps must be >= 0, got {train.min_steps}"),
+        (config.optim.gate_lr_factor > 0, f"optim.gate_lr_factor must be > 0, got {config.optim.gate_lr_factor}"),
         (train.device in ("auto", "cpu", "cuda"), f"train.device must be auto, cpu or cuda, got {train.device!r}"),
         (config.optim.schedule in LR_SCHEDULES,
          f"optim.schedule must be one of {LR_SCHEDULES}, got {config.optim.schedule!r}"),

@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from facegraph.analysis.table import ModelRuns, table_rows, write_table
+from facegraph.analysis.table import ModelRuns, paired_rows, table_rows, write_table
 from facegraph.config import RunConfig, config_differences, list_presets, load_config
 from facegraph.data import Selection, load_prepared, prepare_lfw
 from facegraph.data.sources.lfw import LFW_FOLDER
@@ -71,7 +71,8 @@ def run_table2(preset: str, data: str | Path, out: str | Path, *, seeds: int = 1
             model.run_dirs.append(run_dir)
         rows_in.append(model)
     rows = table_rows(rows_in)
-    markdown, _ = write_table(rows, out, f"{preset} preset")
+    markdown, _ = write_table(rows, out, f"{preset} preset, {seeds} seed{'s' if seeds > 1 else ''}",
+                              paired_rows(rows_in))
     return markdown, rows
 
 
@@ -113,7 +114,7 @@ def run_demo(out: str | Path, data: str | Path | None = None, overrides: list[st
         runs[name] = out / "runs" / name
         models.append(ModelRuns(name, config, [ensure_run(config, dataset, runs[name])], [runs[name]]))
     rows = table_rows(models)
-    table, _ = write_table(rows, out, "cpu demo on LFW")
+    table, _ = write_table(rows, out, "cpu demo on LFW, one seed", paired_rows(models))
     report_path = None
     if report:
         from facegraph.analysis.report import build_report  # matplotlib loads only when a report is written

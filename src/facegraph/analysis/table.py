@@ -12,9 +12,12 @@ from typing import Any
 import numpy as np
 
 from facegraph import paper
-from facegraph.analysis.statistics import mean_std
+from facegraph.analysis.statistics import (
+    McNemarResult, PairedDifference, binomial_interval, mcnemar_exact, mean_std, paired_difference,
+)
 from facegraph.config import RunConfig
-from facegraph.rundir import write_text
+from facegraph.errors import DataError
+from facegraph.rundir import RunDir, write_text
 
 READOUT_FEATURES = ("gender", "age")
 READOUT_SCORES = ("", "_balanced", "_majority")  # column suffixes: accuracy, balanced accuracy, majority-label rate
@@ -28,7 +31,7 @@ NOTE = ("GMACs are per test image with deterministic gates (1 MAC = 1 multiply-a
         "Speedup: dense masked vs skipping inference, measured on this machine. Read-out: eq. 5 accuracy on the test "
         "split (IIG: training masks; AIG: per-label mean gates of the training split), with its balanced accuracy (mean "
         "recall over labels) and the majority-label rate it must beat. Over several seeds: mean ± "
-        "sample standard deviation.")
+        "sample standard deviation; one seed: top-1 with its exact (Clopper-Pearson) 95 % binomial interval in brackets.")
 
 
 @dataclass
@@ -88,11 +91,83 @@ def table_rows(models: list[ModelRuns]) -> list[dict[str, Any]]:
                                "seeds": len(evaluations)}
         for column, values in columns.items():
             row[column], row[f"{column}_std"] = mean_std(values)
+        row["top1_low"] = row["top1_high"] = None
+        if len(evaluations) == 1 and evaluations[0].get("images"):
+            images = int(evaluations[0]["images"])
+            low, high = binomial_interval(round(evaluations[0]["top1"] * images), images)
+            row["top1_low"], row["top1_high"] = 100 * low, 100 * high
         rows.append(row)
     return rows
 
 
+@dataclass(frozen=True)
+class PairedRow:
+    """A gated model against the ResNet row on the same seeds and the same test images."""
+
+    name: str
+    model: str
+    difference: PairedDifference  # top-1 points, this model minus the ResNet, one value per seed
+    mcnemar: list[McNemarResult]  # per seed, on the two runs' right/wrong answers for the same test images
+    gmacs_ratio: float | None  # mean GMACs per image over the ResNet's
+
+
+def _correct_by_sample(run_dir: Path) -> dict[int, bool]:
+    records = RunDir(run_dir).image_records("test", {})
+    if records is None:
+        raise DataError(f"{run_dir}: no eval/test-images.csv for the paired test; run `facegraph evaluate {run_dir}`")
+    return dict(zip(records.sample.tolist(), records.correct.tolist()))
+
+
+def paired_rows(models: list[ModelRuns]) -> list[PairedRow]:
+    """Every model against the first ResNet (no gates) among `models`, seed by seed: the paired difference of top-1
+    with its t interval over seeds, and McNemar's exact test per seed on the same test images."""
+    baseline = next((m for m in models if m.config.model.variant == "resnet"), None)
+    if baseline is None:
+        return []
+    rows = []
+    for model in models:
+        if model is baseline:
+            continue
+        seeds = min(len(model.evaluations), len(baseline.evaluations))
+        difference = paired_difference([100 * e["top1"] for e in model.evaluations[:seeds]],
+                                       [100 * e["top1"] for e in baseline.evaluations[:seeds]])
+        tests = []
+        for seed in range(min(seeds, len(model.run_dirs), len(baseline.run_dirs))):
+            mine, theirs = _correct_by_sample(model.run_dirs[seed]), _correct_by_sample(baseline.run_dirs[seed])
+            shared = sorted(set(mine) & set(theirs))
+            tests.append(mcnemar_exact([mine[i] for i in shared], [theirs[i] for i in shared]))
+        gmacs, base_gmacs = (mean_std([e.get("gmacs", {}).get("mean") for e in m.evaluations])[0]
+                             for m in (model, baseline))
+        ratio = gmacs / base_gmacs if gmacs is not None and base_gmacs else None
+        rows.append(PairedRow(model.name, paper.model_label(model.config), difference, tests, ratio))
+    return rows
+
+
+def paired_markdown(rows: list[PairedRow]) -> list[str]:
+    """The paired comparison as Markdown lines; a difference is called supported only where its interval excludes 0."""
+    if not rows:
+        return []
+    lines = ["## Paired against the ResNet (same seeds, same test images)", "",
+             "| Model | Top-1 minus ResNet (points) | 95 % interval (t over seeds) | Finding | McNemar exact p "
+             "(per seed) | GMACs vs ResNet |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        d = row.difference
+        interval = f"{d.low:+.2f} to {d.high:+.2f}" if d.has_interval else "n/a (1 seed)"
+        spread = f" ± {d.std:.2f}" if d.has_interval else ""
+        finding = ("supported: better" if d.direction > 0 else "supported: worse") if d.supported else (
+            "not resolved (interval includes 0)" if d.has_interval else "needs >= 2 seeds")
+        pvalues = ", ".join(f"{t.p_value:.3g} ({t.b10}/{t.b01})" for t in row.mcnemar) or "n/a"
+        ratio = f"{row.gmacs_ratio:.3f}x" if row.gmacs_ratio is not None else "n/a"
+        lines.append(f"| {row.model} | {d.mean:+.2f}{spread} ({d.n} seed{'s' if d.n != 1 else ''}) | {interval} | "
+                     f"{finding} | {pvalues} | {ratio} |")
+    lines += ["", "McNemar: exact two-sided binomial test on the test images one model gets right and the other wrong "
+              "(in brackets: right only with this model / right only with the ResNet)."]
+    return lines
+
+
 def _cell(row: dict[str, Any], key: str) -> str:
+    if key == "top1" and row.get("top1_low") is not None:
+        return f"{_number(row, key)} [{row['top1_low']:.1f}, {row['top1_high']:.1f}]"
     if key.startswith("readout_") and row[key] is not None:
         return (f"{_number(row, key)} (balanced {_number(row, key + '_balanced')}, majority "
                 f"{_number(row, key + '_majority')})")
@@ -117,12 +192,13 @@ def markdown_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str
     return [title for _, title in COLUMNS], [[_cell(row, key) for key, _ in COLUMNS] for row in rows]
 
 
-def write_table(rows: list[dict[str, Any]], out: Path, title: str) -> tuple[Path, Path]:
-    """table2.md (for people) and table2.csv (every number, for programs) in `out`."""
+def write_table(rows: list[dict[str, Any]], out: Path, title: str,
+                paired: list[PairedRow] | None = None) -> tuple[Path, Path]:
+    """table2.md (for people, with the paired comparison) and table2.csv (every number, for programs) in `out`."""
     header, cells = markdown_table(rows)
     lines = [f"# Table II ({title})", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in cells]
-    lines += ["", NOTE]
+    lines += ["", NOTE, ""] + paired_markdown(paired or [])
     markdown = out / "table2.md"
     write_text(markdown, "\n".join(lines) + "\n")
     buffer = io.StringIO()

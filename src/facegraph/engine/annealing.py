@@ -36,3 +36,9 @@ def target_rates_at(epoch: int, warmup_epochs: int, final_rates: torch.Tensor) -
     if epoch + 1 >= warmup_epochs:
         return final_rates
     return 1.0 - (epoch + 1) / warmup_epochs * (1.0 - final_rates)
+
+
+def training_epochs(epochs: int, min_steps: int, steps_per_epoch: int) -> int:
+    """Epochs to train: `epochs`, or more where that would give fewer than `min_steps` optimizer steps (a dataset of a
+    few hundred photos gets as many updates as a larger one, instead of collapsing to a few dozen steps)."""
+    return max(epochs, math.ceil(min_steps / steps_per_epoch)) if steps_per_epoch else epochs

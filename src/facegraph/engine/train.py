@@ -17,10 +17,10 @@ from facegraph import paper
 from facegraph.config import RunConfig, config_differences
 from facegraph.data import PreparedDataset, load_prepared, make_loader
 from facegraph.engine import distributed
-from facegraph.engine.annealing import lr_factor, target_rates_at, temperature_at
+from facegraph.engine.annealing import lr_factor, target_rates_at, temperature_at, training_epochs
 from facegraph.engine.evaluate import evaluate_run, predict_split, summarize_predictions
 from facegraph.engine.metrics import topk_correct
-from facegraph.engine.trained import environment
+from facegraph.engine.trained import environment, warm_start
 from facegraph.errors import ConfigError, FacegraphError
 from facegraph.flops import cost_table
 from facegraph.graphs import training_loss
@@ -131,7 +131,12 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
     model.to(context.device)
     if config.train.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.optim.lr, momentum=config.optim.momentum,
+    gate_parameters = list(model.gates.parameters())
+    gate_ids = {id(p) for p in gate_parameters}
+    parameter_groups = [{"params": [p for p in model.parameters() if id(p) not in gate_ids]}]
+    if gate_parameters:
+        parameter_groups.append({"params": gate_parameters, "lr": config.optim.lr * config.optim.gate_lr_factor})
+    optimizer = torch.optim.SGD(parameter_groups, lr=config.optim.lr, momentum=config.optim.momentum,
                                 weight_decay=config.optim.weight_decay, nesterov=config.optim.nesterov)
     train_loader = make_loader(dataset, "train", config.train.batch_size, train=True, seed=config.train.seed,
                                augment=config.data.augment, num_replicas=context.world_size, rank=context.rank,
@@ -139,8 +144,9 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise ConfigError(f"train.batch_size {config.train.batch_size} exceeds the training split of {dataset.root}")
+    epochs = training_epochs(config.train.epochs, config.train.min_steps, steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(
-        step, steps_per_epoch, config.train.epochs, config.optim.schedule, config.optim.warmup_epochs,
+        step, steps_per_epoch, epochs, config.optim.schedule, config.optim.warmup_epochs,
         config.optim.step_milestones, config.optim.step_gamma))
     has_val = config.data.val_split in dataset.splits
     val_loader = (make_loader(dataset, config.data.val_split, config.train.eval_batch_size, train=False,
@@ -158,8 +164,11 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
         if not context.is_main:
             last = run.checkpoint_path(LAST)
             state = load_checkpoint(last) if last.is_file() else None
-    elif context.is_main:
-        run.write_start(config, environment(context.world_size, str(context.device)), summary)
+    else:
+        if config.model.init_from:
+            warm_start(model, config.model.init_from, summary["identities"])
+        if context.is_main:
+            run.write_start(config, environment(context.world_size, str(context.device)), summary)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -180,14 +189,17 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
     table = cost_table(model, dataset.image_size)
     ddp_model = DistributedDataParallel(model) if context.distributed else model
     writer = _tensorboard_writer(run.path) if context.is_main and config.train.tensorboard else None
-    for epoch in range(start_epoch, config.train.epochs):
-        model.temperature = temperature_at(epoch, config.train.epochs, config.gumbel.temperature,
+    if epochs > config.train.epochs and context.is_main:
+        logger.info("%d optimizer steps per epoch: training %d epochs to reach train.min_steps = %d", steps_per_epoch,
+                    epochs, config.train.min_steps)
+    for epoch in range(start_epoch, epochs):
+        model.temperature = temperature_at(epoch, epochs, config.gumbel.temperature,
                                            config.gumbel.final_temperature)
         target_rates = target_rates_at(epoch, config.loss.target_warmup_epochs, model.gated_target_rates())
         train_loader.set_epoch(epoch)
         started = time.perf_counter()
         train_stats = _train_one_epoch(ddp_model, model, train_loader, optimizer, scheduler, scaler, mask_codes,
-                                       target_rates.to(context.device), weights, config, context, epoch)
+                                       target_rates.to(context.device), weights, config, context, epoch, epochs)
         row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "temperature": model.temperature,
                "target_rates": target_rates.tolist(), "train": train_stats}
         if val_loader is not None and context.is_main:
@@ -213,14 +225,14 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
     if context.is_main:
         if "test" in dataset.splits:
             evaluate_run(run.path, "test", dataset=dataset, checkpoint=BEST)
-        run.write_done({"epochs": config.train.epochs, "best_epoch": best_epoch, "best_val_top1": best_val_top1})
+        run.write_done({"epochs": epochs, "best_epoch": best_epoch, "best_val_top1": best_val_top1})
     distributed.barrier(context)
     return run.path
 
 
 def _train_one_epoch(ddp_model: torch.nn.Module, model: GatedResNet, loader, optimizer, scheduler, scaler,
                      mask_codes, target_rates: torch.Tensor, weights: paper.LossWeights, config: RunConfig,
-                     context: distributed.Context, epoch: int) -> dict:
+                     context: distributed.Context, epoch: int, epochs: int) -> dict:
     ddp_model.train()
     totals = EpochTotals()
     gate_sums = torch.zeros(model.num_gates, dtype=torch.float64)
@@ -228,7 +240,7 @@ def _train_one_epoch(ddp_model: torch.nn.Module, model: GatedResNet, loader, opt
                                                                            dtype=torch.long)
     wait_seconds = 0.0
     started = time.perf_counter()
-    progress = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{config.train.epochs}", leave=False,
+    progress = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{epochs}", leave=False,
                     disable=True if not context.is_main else None, unit="batch")  # None: only on a terminal
     batches = iter(loader)
     for step in range(len(loader)):

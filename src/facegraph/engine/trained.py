@@ -86,3 +86,31 @@ def environment(world_size: int, device: str) -> dict[str, Any]:
         "world_size": world_size, "device": device, "threads": torch.get_num_threads(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def warm_start(model: GatedResNet, source: str | Path, identities: list[str]) -> list[str]:
+    """Load a trained run's weights (its best.pt; or a checkpoint file) into `model`, as ConvNet-AIG's --pretrained:
+    the backbone always, the classifier only when the source was trained on the same identities (in the same order),
+    the gates never (they start at their initial open rate). Returns the names of the tensors loaded; an error names
+    every tensor whose shape does not fit."""
+    path = Path(source)
+    source_identities = None
+    if path.is_dir():
+        run = open_run(path)
+        source_identities = run.dataset().get("identities")
+        path = run.checkpoint_path(BEST)
+    weights = load_checkpoint(path)["model"]
+    own = model.state_dict()
+    keep_classifier = source_identities is None or source_identities == identities
+    wanted = {name: tensor for name, tensor in weights.items()
+              if not name.startswith("gates.") and (keep_classifier or not name.startswith("fc."))}
+    mismatched = [f"{name} {tuple(tensor.shape)} vs {tuple(own[name].shape)}" for name, tensor in wanted.items()
+                  if name in own and own[name].shape != tensor.shape]
+    missing = [name for name in wanted if name not in own]
+    if mismatched or missing:
+        raise FacegraphError(f"model.init_from {source}: its weights do not fit this model: "
+                             + "; ".join(mismatched + [f"{name} absent here" for name in missing]))
+    if not keep_classifier:
+        logger.info("model.init_from %s: other identities, so the classifier starts fresh", source)
+    model.load_state_dict(wanted, strict=False)
+    return sorted(wanted)

@@ -1,0 +1,88 @@
+"""Warm start (model.init_from, as ConvNet-AIG's --pretrained) and a step budget for small datasets."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from facegraph import paper
+from facegraph.cli import main
+from facegraph.config import load_config
+from facegraph.data import Selection, prepare_folder
+from facegraph.engine.annealing import training_epochs
+from facegraph.engine.trained import warm_start
+from facegraph.errors import FacegraphError
+from facegraph.rundir import RunDir, load_checkpoint
+
+TINY = ["model.arch=resnet20", "model.width=0.5", "train.batch_size=8", "train.eval_batch_size=32",
+        "train.precision='fp32'", "train.channels_last=false", "train.threads=1", "gates.always_on_first=1",
+        "gates.always_on_last=1", "gates.downsampling=true"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(data_synthetic_folder, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "synthetic"
+    prepare_folder(data_synthetic_folder, out, Selection(image_size=32, min_images=10,
+                                                         split={"train": 0.6, "val": 0.2, "test": 0.2}))
+    return out
+
+
+def train(config: str, data: Path, out: Path, *extra: str) -> Path:
+    args = ["train", "--config", config, "--data", str(data), "--out", str(out)]
+    for assignment in [*TINY, *extra]:
+        args += ["--set", assignment]
+    assert main(args) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def dense_run(tiny_data, tmp_path_factory) -> Path:
+    return train("cpu/resnet50", tiny_data, tmp_path_factory.mktemp("runs") / "dense", "train.epochs=1")
+
+
+def test_training_epochs_reach_the_step_budget():
+    assert training_epochs(18, 0, 54) == 18
+    assert training_epochs(18, 1000, 54) == 19  # 18 x 54 = 972 < 1000
+    assert training_epochs(18, 1000, 5) == 200  # 40 people x 10 photos: 5 steps per epoch
+
+
+def test_a_small_dataset_trains_to_its_step_budget(tiny_data, tmp_path):
+    # 24 training images, batch 8: 3 steps per epoch, so 10 steps take 4 epochs although 1 was asked for.
+    run = train("cpu/resnet50", tiny_data, tmp_path / "budget", "train.epochs=1", "train.min_steps=10")
+    assert [row["epoch"] for row in RunDir(run).metrics()] == [1, 2, 3, 4]
+
+
+def test_warm_start_loads_backbone_and_classifier_but_not_gates(dense_run, tiny_data):
+    config = load_config("cpu/aig-t0.5", TINY)
+    source = load_checkpoint(RunDir(dense_run).checkpoint_path("best"))["model"]
+    identities = RunDir(dense_run).dataset()["identities"]
+    torch.manual_seed(1)
+    model = paper.model_from_config(config, len(identities))
+    gates_before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("gates.")}
+    loaded = warm_start(model, dense_run, identities)
+    state = model.state_dict()
+    assert "fc.weight" in loaded and not any(name.startswith("gates.") for name in loaded)
+    assert all(torch.equal(state[name], source[name]) for name in loaded)
+    assert all(torch.equal(state[name], before) for name, before in gates_before.items())
+    # Other identities: the classifier stays fresh, the backbone still loads.
+    fresh = paper.model_from_config(config, len(identities))
+    fc_before = fresh.state_dict()["fc.weight"].clone()
+    loaded = warm_start(fresh, dense_run, list(reversed(identities)))
+    assert "fc.weight" not in loaded and torch.equal(fresh.state_dict()["fc.weight"], fc_before)
+
+
+def test_warm_start_names_every_tensor_that_does_not_fit(dense_run):
+    wider = paper.model_from_config(load_config("cpu/aig-t0.5", [*TINY, "model.width=1.0"]), 4)
+    with pytest.raises(FacegraphError, match=r"init_from .*: its weights do not fit this model: .*stem.0.weight"):
+        warm_start(wider, dense_run, ["x"] * 4)
+
+
+def test_train_init_from_fine_tunes_a_gated_model(dense_run, tiny_data, tmp_path, capsys):
+    run = tmp_path / "aig-warm"
+    args = ["train", "--config", "cpu/aig-t0.5", "--data", str(tiny_data), "--out", str(run),
+            "--init-from", str(dense_run), "--set", "train.epochs=1", "--set", "optim.gate_lr_factor=10"]
+    for assignment in TINY:
+        args += ["--set", assignment]
+    assert main(args) == 0
+    assert RunDir(run).config().model.init_from == str(dense_run)
+    assert RunDir(run).is_done
