@@ -170,3 +170,56 @@ def test_bad_schedules_are_rejected():
         build_model("resnet20", 10, target_rates=[1.5] * 9)
     with pytest.raises(Exception, match="unknown architecture"):
         build_model("resnet7", 10)
+
+
+def test_embeddings_are_unit_norm_deterministic_and_equal_dense_and_skipping():
+    torch.manual_seed(7)
+    model = gated_model("resnet50", num_classes=5)
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(16, 3, 64, 64))  # BatchNorm statistics away from their initial values
+    images = torch.randn(6, 3, 64, 64)
+    skipped, dense = model.embed(images), model.embed(images, skip=False)
+    assert skipped.embeddings.shape == (6, model.feature_channels)
+    assert torch.allclose(skipped.embeddings.norm(dim=1), torch.ones(6), atol=1e-6)
+    assert torch.equal(skipped.gate_values, dense.gate_values)
+    assert torch.equal(skipped.gate_values, model.infer(images).gate_values)
+    assert torch.allclose(skipped.embeddings, dense.embeddings, atol=1e-5)
+    assert torch.equal(model.embed(images).embeddings, skipped.embeddings)
+    bf16 = model.embed(images, precision="bf16")
+    assert bf16.embeddings.dtype == torch.float32
+    assert torch.allclose(bf16.embeddings.norm(dim=1), torch.ones(6), atol=1e-5)
+
+
+def test_cosine_classifier_gives_cosines_and_a_logit_scale():
+    torch.manual_seed(8)
+    model = gated_model("resnet20", num_classes=6)
+    cosine = build_model("resnet20", 6, width=0.25, classifier="cosine",
+                         target_rates=middle_gated_schedule(num_blocks("resnet20"), 0.5, 1, 1))
+    assert model.logit_scale == 1.0 and cosine.logit_scale == 30.0
+    assert build_model("resnet20", 6, classifier="cosine", logit_scale=64.0).logit_scale == 64.0
+    assert "fc.bias" not in cosine.state_dict()
+    cosine.train()
+    logits, gate_values = cosine(torch.randn(4, 3, 32, 32))
+    assert logits.shape == (4, 6) and bool((logits.abs() <= 1.0).all())
+    torch.nn.functional.cross_entropy(cosine.logit_scale * logits, torch.arange(4)).backward()
+    assert cosine.fc.weight.grad.abs().sum() > 0
+    cosine.eval()
+    assert bool((cosine.infer(torch.randn(3, 3, 32, 32) * 50).logits.abs() <= 1.0).all())
+    with pytest.raises(Exception, match="classifier"):
+        build_model("resnet20", 6, classifier="arcface")
+
+
+def test_a_linear_classifier_checkpoint_still_loads():
+    """The default model keeps the state-dict keys of checkpoints written before the classifier option."""
+    torch.manual_seed(9)
+    source = gated_model("resnet20", num_classes=4)
+    saved = source.state_dict()
+    assert {"fc.weight", "fc.bias"} <= set(saved)
+    schedule = middle_gated_schedule(num_blocks("resnet20"), 0.5, 1, 1)
+    model = build_model("resnet20", 4, width=0.25, target_rates=schedule)
+    model.load_state_dict(saved)
+    images = torch.randn(2, 3, 32, 32)
+    assert torch.equal(model.infer(images).logits, source.infer(images).logits)
+    with pytest.raises(RuntimeError, match="fc.bias"):
+        build_model("resnet20", 4, width=0.25, classifier="cosine", target_rates=schedule).load_state_dict(saved)

@@ -1,16 +1,23 @@
-"""Models: ResNet backbones (resnet.py), gates (gates.py) and the gated network of eq. 1 (gated.py)."""
+"""Models: ResNet backbones (resnet.py), gates (gates.py), classifier heads (heads.py) and the gated network of
+eq. 1 (gated.py)."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from facegraph.models.gated import GatedOutput, GatedResNet, gated_residual, skipping_residual
+from facegraph.models.gated import (
+    FUSED_MEMORY_FORMAT, Embeddings, GatedOutput, GatedResNet, gated_residual, skipping_residual,
+)
 from facegraph.models.gates import Gate, deterministic_gate, straight_through_gumbel
+from facegraph.models.heads import CLASSIFIERS, CosineClassifier
 from facegraph.models.precision import PRECISIONS, autocast
 from facegraph.models.resnet import ARCHS, ResNet, arch_spec
 
+DEFAULT_COSINE_SCALE = 30.0  # s of CosFace; ArcFace uses 64 on large datasets
+
 __all__ = [
-    "ARCHS", "PRECISIONS", "Gate", "GatedOutput", "GatedResNet", "ResNet", "arch_spec", "autocast", "build_model",
+    "ARCHS", "CLASSIFIERS", "DEFAULT_COSINE_SCALE", "FUSED_MEMORY_FORMAT", "PRECISIONS", "CosineClassifier",
+    "Embeddings", "Gate", "GatedOutput", "GatedResNet", "ResNet", "arch_spec", "autocast", "build_model",
     "deterministic_gate", "gated_residual", "num_blocks", "skipping_residual", "stage_first_blocks",
     "straight_through_gumbel",
 ]
@@ -36,9 +43,17 @@ def build_model(
     gate_hidden: int = 16,
     initial_open_rate: float = 0.85,
     temperature: float = 1.0,
+    classifier: str = "linear",
+    logit_scale: float | None = None,
 ) -> GatedResNet:
-    """The one model factory: a ResNet when `target_rates` is None (or all ones), else a ConvNet-AIG/IIG."""
+    """The one model factory: a ResNet when `target_rates` is None (or all ones), else a ConvNet-AIG/IIG.
+
+    `classifier` is "linear" (the default; checkpoints keep their keys) or "cosine" (cosines for a margin loss);
+    `logit_scale` defaults to 1.0 for linear and DEFAULT_COSINE_SCALE for cosine.
+    """
+    if logit_scale is None:
+        logit_scale = DEFAULT_COSINE_SCALE if classifier == "cosine" else 1.0
     return GatedResNet(
         arch, num_classes, target_rates, width=width, gate_hidden=gate_hidden,
-        initial_open_rate=initial_open_rate, temperature=temperature,
+        initial_open_rate=initial_open_rate, temperature=temperature, classifier=classifier, logit_scale=logit_scale,
     )
