@@ -1,0 +1,104 @@
+"""`facegraph export`: each format loads back and gives the run's logits; the shared folder is small and weights-only."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+import facegraph
+from facegraph.cli import main
+from facegraph.errors import FacegraphError
+from test_api import photos, tiny_run  # noqa: F401  (module-scoped fixtures: a tiny trained run, three photos)
+
+HAS_ONNX = importlib.util.find_spec("onnx") is not None
+
+
+def reference(run: Path, photos: list[Path]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    model = facegraph.load(run)
+    batch = model.batch(photos)
+    logits, gates = model.infer(batch)
+    return batch, logits, gates
+
+
+def test_state_dict_export_is_weights_only_and_loads_as_a_run(tiny_run, photos, tmp_path, capsys):
+    out = tmp_path / "shared"
+    assert main(["export", str(tiny_run), "--out", str(out)]) == 0
+    assert "state-dict" in capsys.readouterr().out
+    weights = out / "checkpoints" / "best.pt"
+    state = torch.load(weights, weights_only=True)
+    assert set(state) == {"model"} and all(isinstance(v, torch.Tensor) for v in state["model"].values())
+    assert weights.stat().st_size < 1.2 * (tiny_run / "checkpoints" / "best.pt").stat().st_size
+    assert weights.stat().st_size < (tiny_run / "checkpoints" / "last.pt").stat().st_size  # no optimizer state
+    dataset = json.loads((out / "dataset.json").read_text())
+    assert set(dataset) == {"image_size", "center_crop", "mean", "std", "identities", "features"}  # no local paths
+    assert json.loads((out / "config.json").read_text()) == json.loads((tiny_run / "config.json").read_text())
+    description = json.loads((out / "export.json").read_text())
+    assert description["format"] == "state-dict" and description["weights"] == "checkpoints/best.pt"
+
+    batch, logits, gates = reference(tiny_run, photos)
+    shared = facegraph.load(out)
+    shared_logits, shared_gates = shared.infer(batch)
+    assert torch.allclose(shared_logits, logits, atol=1e-6) and torch.equal(shared_gates, gates)
+    assert [a["gender"].label for a in shared.read_attributes(photos)] == \
+        [a["gender"].label for a in facegraph.load(tiny_run).read_attributes(photos)]
+    assert main(["predict", str(out), str(photos[0]), "--json"]) == 0  # the folder is a minimal run directory
+    prediction = json.loads(capsys.readouterr().out)["predictions"][0]
+    assert {a["feature"] for a in prediction["attributes"]} == set(dataset["features"])  # prototypes travelled
+
+
+def test_torchscript_export_runs_densely_and_says_so(tiny_run, photos, tmp_path, capsys):
+    out = tmp_path / "ts"
+    assert main(["export", str(tiny_run), "--out", str(out), "--format", "torchscript"]) == 0
+    printed = capsys.readouterr().out
+    assert "execution: dense" in printed and "masking" in printed
+    description = json.loads((out / "export.json").read_text())
+    assert description["format"] == "torchscript" and description["execution"].startswith("dense")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        traced = torch.jit.load(str(out / description["model"]))
+    batch, logits, gates = reference(tiny_run, photos)
+    traced_logits, traced_gates = traced(batch)
+    assert torch.allclose(traced_logits, logits, atol=1e-5) and torch.equal(traced_gates, gates)
+    single_logits, _ = traced(batch[:1])  # traced at batch 2, runs at any batch size
+    assert torch.allclose(single_logits, logits[:1], atol=1e-5)
+    with pytest.raises(FacegraphError, match="is a torchscript export: load it with torch.jit.load"):
+        facegraph.load(out)
+
+
+@pytest.mark.skipif(not HAS_ONNX, reason="the onnx package is not installed (pip install 'facegraph[onnx]')")
+def test_onnx_export_matches(tiny_run, photos, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    out = tmp_path / "onnx"
+    assert main(["export", str(tiny_run), "--out", str(out), "--format", "onnx"]) == 0
+    onnx.checker.check_model(onnx.load(str(out / "model.onnx")))
+    runtime = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: the ONNX logits are not compared")
+    batch, logits, gates = reference(tiny_run, photos)
+    session = runtime.InferenceSession(str(out / "model.onnx"))
+    onnx_logits, onnx_gates = session.run(None, {"images": batch.numpy()})
+    assert torch.allclose(torch.from_numpy(onnx_logits), logits, atol=1e-4)
+    assert torch.equal(torch.from_numpy(onnx_gates), gates)
+
+
+@pytest.mark.skipif(HAS_ONNX, reason="onnx is installed: the missing-package message cannot be shown")
+def test_onnx_without_the_package_is_one_line(tiny_run, tmp_path, capsys):
+    assert main(["export", str(tiny_run), "--out", str(tmp_path / "onnx"), "--format", "onnx"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "pip install 'facegraph[onnx]'" in error
+    assert not (tmp_path / "onnx").exists()
+
+
+def test_export_refuses_a_used_or_overlapping_folder(tiny_run, tmp_path):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    with pytest.raises(FacegraphError, match="exists and is not an empty folder"):
+        facegraph.export(tiny_run, tmp_path / "full")
+    with pytest.raises(FacegraphError, match="overlaps the run directory"):
+        facegraph.export(tiny_run, tiny_run / "export")
+    with pytest.raises(FacegraphError, match="export format must be one of"):
+        facegraph.export(tiny_run, tmp_path / "x", format="pickle")
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
