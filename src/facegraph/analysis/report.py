@@ -25,6 +25,7 @@ from facegraph.analysis.heatmaps import BlockFinding, FeatureHeatmap, block_find
 from facegraph.analysis.page import PageFigure, PageTable, Paragraph, Section, render_page
 from facegraph.analysis.records import RunRecords, read_run_records
 from facegraph.analysis.table import ModelRuns, markdown_table, table_rows
+from facegraph.analysis.verification import verification_section
 from facegraph.config import config_from_dict
 from facegraph.errors import FacegraphError
 from facegraph.paper import iig_masks
@@ -217,6 +218,7 @@ def _run_section(run: RunRecords, figures: _FigureWriter, slug: str, report: Rep
     section.items.append(Paragraph(f"Run directory: {run.path.resolve()}; {len(run.epochs)} epoch(s) logged; "
                                    f"{run.num_gates} gated block(s)."))
     section.items.append(Section("Fig. 1: accuracy per epoch", level=3, items=_curves_section(run, figures, slug)))
+    section.items += verification_section(run.path, figures.save, slug, run.label)
     if run.evaluation is None or run.images is None:
         section.items.append(Paragraph(f"Not evaluated on {run.split} (eval/{run.split}.json or eval/{run.split}-images.csv "
                                        f"missing): run `facegraph evaluate {run.path} --split {run.split}`.", note=True))

@@ -15,7 +15,7 @@ from facegraph import __version__
 from facegraph.errors import FacegraphError
 
 # In the order `facegraph --help` lists them: the path a batch of photos takes, then the tools.
-SUBCOMMANDS = ("prepare", "train", "evaluate", "table2", "demo", "report", "predict", "flops", "presets")
+SUBCOMMANDS = ("prepare", "train", "evaluate", "table2", "demo", "report", "predict", "embed", "verify", "export", "flops", "presets")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

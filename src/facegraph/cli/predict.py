@@ -6,23 +6,37 @@ import argparse
 import json
 import sys
 
-from facegraph.cli import add_subcommand, positive_int
+from facegraph.cli import add_subcommand, positive_int, unit_interval
 
 EXAMPLES = """  facegraph predict runs/iig photo.jpg
   facegraph predict runs/iig photos/*.jpg --json > predictions.json
+  facegraph predict runs/iig photo.jpg --gallery staff/ --far 1e-3   # open set: staff/<person>/<image>.jpg
 """
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = add_subcommand(subparsers, "predict", "identify faces in photos with a trained run and show their graphs",
                             "Top-5 identities, the gated blocks that ran, attributes read out from the gates (eq. 5) "
-                            "and the cost of each photo. An unreadable photo is named; the others are still answered.",
+                            "and the cost of each photo. An unreadable photo is named; the others are still answered. "
+                            "With --gallery, each photo is also searched among the gallery's people (open set): "
+                            "the answer is the best-scoring person, or 'unknown' when that score is below a threshold "
+                            "calibrated at --far on impostor pairs of the gallery itself; the closed-set top-5 of the "
+                            "classifier is still shown.",
                             EXAMPLES)
     parser.add_argument("run_dir", metavar="RUN", help="run directory written by `facegraph train`")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="photos (any size; cut as the run's dataset was prepared)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="weights to use")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="photos per forward pass")
+    parser.add_argument("--gallery", metavar="DIR_OR_PREPARED",
+                        help="open-set identification: also rank the people of this gallery (a folder with one "
+                             "sub-folder of images per person, or a prepared dataset) by cosine similarity of "
+                             "embeddings; the gallery's embeddings are cached in RUN/galleries/ and rebuilt when its "
+                             "files change")
+    parser.add_argument("--far", type=unit_interval, default=1e-3,
+                        help="with --gallery: the false-accept rate the threshold is calibrated at, on the gallery's "
+                             "own impostor pairs (every two images of different gallery people); a best score below "
+                             "the threshold answers 'unknown'")
     parser.set_defaults(run=run)
 
 
@@ -42,17 +56,46 @@ def _print_text(prediction) -> None:
     print(f"  GMACs: {prediction.gmacs:.4f} of {prediction.dense_gmacs:.4f} dense")
 
 
-def run(args: argparse.Namespace) -> int:
-    from facegraph.engine.predict import PhotoPrediction, PredictionFailure, predict_run
+def _search_dict(result) -> dict:
+    return {"answer": result.answer, "best_score": result.best_score,
+            "ranked": [{"person": name, "score": score} for name, score in result.ranked]}
 
-    results = predict_run(args.run_dir, args.images, checkpoint=args.checkpoint, batch_size=args.batch_size)
+
+def run(args: argparse.Namespace) -> int:
+    from facegraph.engine.predict import PhotoPrediction, PredictionFailure, predict_images, predict_run
+
+    searches: dict = {}
+    gallery = None
+    if args.gallery is None:
+        results = predict_run(args.run_dir, args.images, checkpoint=args.checkpoint, batch_size=args.batch_size)
+    else:
+        from facegraph.engine.trained import load_trained
+        from facegraph.recognition.runs import load_gallery, search_gallery
+
+        trained = load_trained(args.run_dir, args.checkpoint)
+        gallery = load_gallery(trained, args.gallery, far=args.far, batch_size=args.batch_size)
+        results = predict_images(trained, args.images, batch_size=args.batch_size)
+        searches = search_gallery(trained, gallery, args.images, batch_size=args.batch_size)
     failures = [r for r in results if isinstance(r, PredictionFailure)]
     if args.json:
-        print(json.dumps({"run": args.run_dir, "predictions": [r.to_dict() for r in results]}, indent=2))
+        document = {"run": args.run_dir, "predictions": [r.to_dict() for r in results]}
+        if gallery is not None:
+            document["gallery"] = {"source": args.gallery, **gallery.to_dict()}
+            for prediction in document["predictions"]:
+                if prediction["image"] in searches:
+                    prediction["gallery"] = _search_dict(searches[prediction["image"]])
+        print(json.dumps(document, indent=2))
     else:
+        if gallery is not None:
+            print(f"gallery {args.gallery}: {len(gallery.gallery.people)} people, {gallery.images} images; threshold "
+                  f"{gallery.threshold:.4f} at FAR {gallery.far:g} over {gallery.impostor_pairs} impostor pairs")
         for result in results:
             if isinstance(result, PhotoPrediction):
                 _print_text(result)
+                if result.image in searches:
+                    search = searches[result.image]
+                    ranked = ", ".join(f"{name} {score:.3f}" for name, score in search.ranked)
+                    print(f"  gallery: {search.answer} (best {search.best_score:.3f}; {ranked})")
     for failure in failures:
         print(f"facegraph predict: error: {failure.error}", file=sys.stderr)
     return 2 if failures else 0

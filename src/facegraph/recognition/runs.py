@@ -1,0 +1,521 @@
+"""Recognition with a trained run: embeddings of photos, the verification protocol on pairs, galleries and open-set
+search.
+
+Preprocessing comes from the run. A user's photo (an LFW folder, a gallery folder) is cut, resized and normalised as
+the run's dataset was prepared (`dataset.json`: image size, centre crop, mean, std). An image of a *prepared* dataset
+is already a cut face: it is only resized to the run's image size and normalised (centre crop 1).
+
+Embeddings are the L2-normalised pooled features before the classifier (`GatedResNet.embed`), computed with
+deterministic, skipping gates; each image's cost is the run's cost table at its own gate vector. Flip test-time
+augmentation embeds the image and its mirror image and renormalises their sum.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from facegraph.data.images import load_image_for_inference
+from facegraph.data.prepared import PREPARE_FILE, PreparedDataset, load_prepared
+from facegraph.engine.predict import estimate_attributes, label_references
+from facegraph.engine.trained import TrainedRun, inference_precision
+from facegraph.errors import ConfigError, DataError, FacegraphError
+from facegraph.recognition.gallery import Gallery, SearchResult, calibrate_threshold, gallery_fingerprint
+from facegraph.recognition.pairs import Pair, read_lfw_pairs, sample_pairs, split_available
+from facegraph.recognition.protocol import TarAtFar, VerificationResult, tar_at_far, verification_protocol
+from facegraph.rundir import atomic_write_bytes, write_json, write_text
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp"})
+VERIFY_DIR = "verify"
+GALLERIES_DIR = "galleries"
+SUMMARY_FILE = "summary.json"
+PAIRS_FILE = "pairs.csv"
+SKIPPED_FILE = "skipped-pairs.txt"
+FARS = (1e-2, 1e-3)
+MAX_IMPOSTOR_SCORES = 2_000_000  # a larger gallery's impostor pairs are subsampled (seeded) for calibration
+
+
+# ------------------------------------------------------------------------------------------------------- embeddings
+
+@dataclass
+class EmbeddedImages:
+    """Embeddings of the images that could be read, in input order, and the ones that could not.
+
+    `embeddings` (N, D) float32 unit rows; `gates` (N, k) 0/1; `gmacs` (N,) each image's cost. With flip TTA,
+    `flip_embeddings` holds the renormalised sum of image and mirror embeddings and `flip_gmacs` the cost of both
+    passes.
+    """
+
+    names: list[str]
+    embeddings: np.ndarray
+    gates: np.ndarray
+    gmacs: np.ndarray
+    dense_gmacs: float
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (image, error)
+    flip_embeddings: np.ndarray | None = None
+    flip_gmacs: np.ndarray | None = None
+
+    def index(self) -> dict[str, int]:
+        """Image name -> row."""
+        return {name: row for row, name in enumerate(self.names)}
+
+    def save(self, path: str | Path) -> Path:
+        """Write names, embeddings, gates and gmacs (and the flip arrays when present) as one .npz file."""
+        path = Path(path)
+        arrays: dict[str, np.ndarray] = {"names": np.array(self.names, dtype=str), "embeddings": self.embeddings,
+                                         "gates": self.gates, "gmacs": self.gmacs,
+                                         "dense_gmacs": np.array(self.dense_gmacs)}
+        if self.flip_embeddings is not None and self.flip_gmacs is not None:
+            arrays.update(flip_embeddings=self.flip_embeddings, flip_gmacs=self.flip_gmacs)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("wb") as handle:
+                np.savez(handle, **arrays)
+        except OSError as error:
+            raise DataError(f"cannot write {path}: {error.strerror or error}") from None
+        return path
+
+
+def run_preprocessing(trained: TrainedRun, prepared: bool) -> dict[str, Any]:
+    """How to cut images for the run: its dataset.json for photos; without the centre crop for prepared faces."""
+    preprocessing = {key: trained.dataset[key] for key in ("image_size", "center_crop", "mean", "std")}
+    if prepared:
+        preprocessing["center_crop"] = 1.0
+    return preprocessing
+
+
+def is_prepared_dataset(path: str | Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / PREPARE_FILE).is_file()
+
+
+def _check_prepared_for_run(trained: TrainedRun, dataset: PreparedDataset) -> None:
+    if abs(dataset.center_crop - float(trained.dataset.get("center_crop", 1.0))) > 1e-9:
+        logger.warning("%s was prepared with centre crop %g, the run's dataset with %g: faces are framed differently",
+                       dataset.root, dataset.center_crop, trained.dataset.get("center_crop", 1.0))
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Every image file under `folder` (by extension), sorted."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def resolve_images(trained: TrainedRun, sources: Sequence[str | Path], split: str | None = None) -> tuple[list[Path], dict[str, Any]]:
+    """Image paths and their preprocessing from the command line's IMAGES_OR_PREPARED.
+
+    One prepared dataset: its samples (of `split` if given); one folder: every image file under it; otherwise the
+    files themselves (a missing or unreadable one is reported by `embed_images`).
+    """
+    if not sources:
+        raise FacegraphError("give at least one image, image folder or prepared dataset")
+    if len(sources) == 1 and is_prepared_dataset(sources[0]):
+        dataset = load_prepared(sources[0])
+        _check_prepared_for_run(trained, dataset)
+        indices = dataset.split_indices(split) if split else range(len(dataset.samples))
+        paths = [Path(dataset.root) / dataset.samples[i].path for i in indices]
+        if not paths:
+            raise DataError(f"{dataset.root} has no images in split {split!r}")
+        return paths, run_preprocessing(trained, prepared=True)
+    if split:
+        raise ConfigError("--split applies to a prepared dataset only")
+    if len(sources) == 1 and Path(sources[0]).is_dir():
+        paths = image_files(Path(sources[0]))
+        if not paths:
+            raise DataError(f"{sources[0]}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) under it")
+        return paths, run_preprocessing(trained, prepared=False)
+    return [Path(s) for s in sources], run_preprocessing(trained, prepared=False)
+
+
+@torch.no_grad()
+def embed_images(trained: TrainedRun, images: Sequence[str | Path], *, preprocessing: dict[str, Any] | None = None,
+                 batch_size: int = 32, flip: bool = False, names: Sequence[str] | None = None) -> EmbeddedImages:
+    """Embed every readable image, `batch_size` at a time; unreadable ones are listed in `failures` (and logged).
+
+    `names` (default: the paths as strings) label the rows; `preprocessing` defaults to the run's for photos.
+    """
+    if batch_size < 1:
+        raise FacegraphError(f"batch size must be >= 1, got {batch_size}")
+    names = [str(p) for p in images] if names is None else list(names)
+    if len(names) != len(images):
+        raise FacegraphError(f"{len(images)} images but {len(names)} names")
+    preprocessing = preprocessing or run_preprocessing(trained, prepared=False)
+    model = trained.model.eval()
+    device = next(model.parameters()).device
+    precision = inference_precision(trained.config, device)
+    table = trained.cost_table
+    kept, embeddings, gates, flipped, flipped_gates, failures = [], [], [], [], [], []
+    started = time.monotonic()
+    for start in range(0, len(images), batch_size):
+        tensors = []
+        for name, path in zip(names[start:start + batch_size], images[start:start + batch_size]):
+            try:
+                tensors.append(load_image_for_inference(path, preprocessing))
+                kept.append(name)
+            except DataError as error:
+                failures.append((name, str(error)))
+                logger.debug("skipped: %s", error)
+        if not tensors:
+            continue
+        batch = torch.stack(tensors).to(device)
+        out = model.embed(batch, skip=True, precision=precision)
+        embeddings.append(out.embeddings.cpu())
+        gates.append(out.gate_values.cpu())
+        if flip:
+            mirrored = model.embed(batch.flip(-1), skip=True, precision=precision)
+            flipped.append(torch.nn.functional.normalize(out.embeddings + mirrored.embeddings, dim=1).cpu())
+            flipped_gates.append(mirrored.gate_values.cpu())
+        logger.debug("embedded %d of %d images", min(start + batch_size, len(images)), len(images))
+    logger.debug("embedded %d images in %.1f s", len(kept), time.monotonic() - started)
+    num_gates = model.num_gates
+    dim = embeddings[0].shape[1] if embeddings else 0
+    gate_matrix = torch.cat(gates) if gates else torch.zeros(0, num_gates)
+    gmacs = (table.per_image_macs(gate_matrix) / 1e9).numpy() if len(gate_matrix) else np.zeros(0)
+    result = EmbeddedImages(
+        names=kept,
+        embeddings=torch.cat(embeddings).numpy().astype(np.float32) if embeddings else np.zeros((0, dim), np.float32),
+        gates=gate_matrix.numpy().astype(np.float32),
+        gmacs=np.asarray(gmacs, dtype=np.float64),
+        dense_gmacs=table.dense_macs() / 1e9,
+        failures=failures,
+    )
+    if flip:
+        result.flip_embeddings = torch.cat(flipped).numpy().astype(np.float32) if flipped else np.zeros((0, dim), np.float32)
+        mirror_gates = torch.cat(flipped_gates) if flipped_gates else torch.zeros(0, num_gates)
+        result.flip_gmacs = result.gmacs + ((table.per_image_macs(mirror_gates) / 1e9).numpy() if len(mirror_gates) else 0.0)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------- verification
+
+@dataclass(frozen=True)
+class PairSet:
+    """Pairs to verify, the folder their paths are relative to, each image's person, and how to cut the images."""
+
+    pairs: list[Pair]
+    images_root: Path
+    person_of: dict[str, str]  # image path (relative) -> person name
+    preprocessing: dict[str, Any]
+    source: dict[str, Any]  # how the pairs were made (for the summary)
+    name: str  # default output folder name under RUN/verify/
+
+
+def lfw_pair_set(trained: TrainedRun, pairs_file: str | Path, images_root: str | Path) -> PairSet:
+    """Pairs of an LFW pairs file over an LFW-layout folder (the person is the image's folder name)."""
+    pairs = read_lfw_pairs(pairs_file)
+    images_root = Path(images_root)
+    if not images_root.is_dir():
+        raise DataError(f"images folder {images_root} does not exist")
+    person_of = {path: Path(path).parts[0] for pair in pairs for path in (pair.first, pair.second)}
+    prepared = is_prepared_dataset(images_root)
+    return PairSet(pairs, images_root, person_of, run_preprocessing(trained, prepared),
+                   {"kind": "pairs-file", "pairs_file": str(pairs_file), "images": str(images_root)},
+                   Path(pairs_file).stem)
+
+
+def prepared_pair_set(trained: TrainedRun, prepared: str | Path, num_pairs: int, seed: int, split: str = "test",
+                      folds: int = 10) -> PairSet:
+    """Seeded pairs (`recognition.pairs.sample_pairs`) over one split of a prepared dataset."""
+    dataset = load_prepared(prepared)
+    _check_prepared_for_run(trained, dataset)
+    indices = dataset.split_indices(split)
+    if not indices:
+        raise DataError(f"{dataset.root} has no {split!r} split")
+    paths = [dataset.samples[i].path for i in indices]
+    people = [dataset.identities[dataset.samples[i].identity].name for i in indices]
+    pairs = sample_pairs(paths, people, num_pairs, seed, folds)
+    return PairSet(pairs, Path(dataset.root), dict(zip(paths, people)), run_preprocessing(trained, prepared=True),
+                   {"kind": "prepared", "dataset": str(dataset.root), "split": split, "num_pairs": num_pairs,
+                    "seed": seed, "folds": folds},
+                   f"{Path(dataset.root).name}-{split}-n{num_pairs}-s{seed}")
+
+
+def _tar_dict(tar: TarAtFar) -> dict[str, Any]:
+    return {"far": tar.far, "tar": tar.tar, "threshold": tar.threshold, "false_accepts": tar.false_accepts,
+            "mismatched_pairs": tar.mismatched_pairs, "achieved_far": tar.achieved_far, "resolved": tar.resolved}
+
+
+def _protocol_dict(protocol: VerificationResult, tars: list[TarAtFar], gmacs: float) -> dict[str, Any]:
+    return {
+        "accuracy_mean": protocol.mean_accuracy, "accuracy_std": protocol.std_accuracy,
+        "standard_error": protocol.standard_error, "auc": protocol.auc,
+        "folds": [int(f) for f in protocol.folds], "fold_accuracies": protocol.fold_accuracies.tolist(),
+        "fold_thresholds": protocol.fold_thresholds.tolist(),
+        "tar_at_far": [_tar_dict(t) for t in tars], "mean_gmacs_per_image": gmacs,
+    }
+
+
+@dataclass
+class VerificationOutcome:
+    """verify's result: the summary (as written to summary.json) and where the files went."""
+
+    summary: dict[str, Any]
+    out_dir: Path
+
+    @property
+    def summary_path(self) -> Path:
+        return self.out_dir / SUMMARY_FILE
+
+    @property
+    def pairs_path(self) -> Path:
+        return self.out_dir / PAIRS_FILE
+
+
+def _attribute_labels(trained: TrainedRun, gates: np.ndarray) -> tuple[list[str], list[list[str]]]:
+    """Features read out from the gates (eq. 5) and, per image, the chosen label of each."""
+    references = label_references(trained)
+    if not references or not len(gates):
+        return [], [[] for _ in range(len(gates))]
+    estimates = estimate_attributes(torch.from_numpy(gates).float(), references)
+    return [r.feature for r in references], [[e.label for e in row] for row in estimates]
+
+
+def verify_pairs(trained: TrainedRun, pair_set: PairSet, *, out_name: str | None = None, flip: bool = False,
+                 batch_size: int = 32) -> VerificationOutcome:
+    """The verification protocol on `pair_set` with the run's embeddings; writes RUN/verify/<name>/.
+
+    Pairs with a missing (or unreadable) image are skipped and listed in skipped-pairs.txt; more than half skipped is
+    an error. Each distinct image is embedded once. Pairs with a person the run was trained on are counted and warned
+    about: their accuracy is not verification of unseen people.
+    """
+    pairs = pair_set.pairs
+    out_dir = trained.path / VERIFY_DIR / (out_name or pair_set.name)
+    kept, missing = split_available(pairs, pair_set.images_root)
+    skipped = [(pair, "missing image") for pair in missing]
+    if len(missing) * 2 > len(pairs):
+        raise DataError(f"{len(missing)} of {len(pairs)} pairs have an image missing under {pair_set.images_root}: "
+                        "is it the right images folder?")
+    distinct = list(dict.fromkeys(path for pair in kept for path in (pair.first, pair.second)))
+    logger.info("verify: embedding %d distinct images of %d pairs", len(distinct), len(kept))
+    embedded = embed_images(trained, [pair_set.images_root / p for p in distinct], preprocessing=pair_set.preprocessing,
+                            batch_size=batch_size, flip=flip, names=distinct)
+    row_of = embedded.index()
+    unreadable = {name for name, _ in embedded.failures}
+    if unreadable:
+        skipped += [(pair, "unreadable image") for pair in kept if pair.first in unreadable or pair.second in unreadable]
+        kept = [pair for pair in kept if pair.first not in unreadable and pair.second not in unreadable]
+    if len(skipped) * 2 > len(pairs):
+        raise DataError(f"{len(skipped)} of {len(pairs)} pairs have an image missing or unreadable under "
+                        f"{pair_set.images_root}")
+    if not kept:
+        raise DataError("no pair left to verify")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    skipped_path = out_dir / SKIPPED_FILE
+    write_text(skipped_path, "".join(f"{pair.fold}\t{pair.first}\t{pair.second}\t{'same' if pair.same else 'different'}"
+                                     f"\t{why}\n" for pair, why in skipped))
+    if skipped:
+        logger.warning("verify: %d of %d pairs skipped (an image missing or unreadable), listed in %s",
+                       len(skipped), len(pairs), skipped_path)
+
+    first = np.array([row_of[p.first] for p in kept])
+    second = np.array([row_of[p.second] for p in kept])
+    same = np.array([p.same for p in kept])
+    folds = np.array([p.fold for p in kept])
+    training = set(trained.dataset.get("identities", []))
+    overlap = np.array([pair_set.person_of.get(p.first) in training or pair_set.person_of.get(p.second) in training
+                        for p in kept])
+    if overlap.any():
+        logger.warning("verify: %d of %d pairs show a person of the run's training identities: a model is not "
+                       "verified on its own training people; use pairs of disjoint identities for an honest number",
+                       int(overlap.sum()), len(kept))
+
+    used_rows = np.unique(np.concatenate([first, second]))
+    results: dict[str, Any] = {}
+    scores_of: dict[str, np.ndarray] = {}
+    thresholds_of: dict[str, np.ndarray] = {}
+    variants = [("plain", embedded.embeddings, embedded.gmacs)]
+    if flip:
+        variants.append(("flip", embedded.flip_embeddings, embedded.flip_gmacs))
+    for variant, embeddings, gmacs in variants:
+        scores = np.einsum("ij,ij->i", embeddings[first].astype(np.float64), embeddings[second].astype(np.float64))
+        protocol = verification_protocol(scores, same, folds)
+        tars = [tar_at_far(scores, same, far) for far in FARS]
+        results[variant] = _protocol_dict(protocol, tars, float(gmacs[used_rows].mean()))
+        threshold_of_fold = dict(zip(protocol.folds.tolist(), protocol.fold_thresholds.tolist()))
+        scores_of[variant] = scores
+        thresholds_of[variant] = np.array([threshold_of_fold[f] for f in folds.tolist()])
+
+    features, labels = _attribute_labels(trained, embedded.gates)
+    header = ["fold", "first", "second", "person_first", "person_second", "same", "training_identity",
+              "similarity", "threshold", "correct"]
+    if flip:
+        header += ["similarity_flip", "threshold_flip", "correct_flip"]
+    header += ["gmacs_first", "gmacs_second", "active_gates_first", "active_gates_second", "gates_first", "gates_second"]
+    header += [f"{feature}_{side}" for feature in features for side in ("first", "second")]
+    rows = []
+    for index, pair in enumerate(kept):
+        a, b = first[index], second[index]
+        row: list[Any] = [pair.fold, pair.first, pair.second, pair_set.person_of.get(pair.first, ""),
+                          pair_set.person_of.get(pair.second, ""), int(pair.same), int(overlap[index])]
+        for variant in [v for v, _, _ in variants]:
+            score, threshold = scores_of[variant][index], thresholds_of[variant][index]
+            row += [f"{score:.6f}", f"{threshold:.6f}", int((score >= threshold) == pair.same)]
+        row += [f"{embedded.gmacs[a]:.6f}", f"{embedded.gmacs[b]:.6f}", int(embedded.gates[a].sum()),
+                int(embedded.gates[b].sum()), "".join(str(int(g)) for g in embedded.gates[a]),
+                "".join(str(int(g)) for g in embedded.gates[b])]
+        for position in range(len(features)):
+            row += [labels[a][position], labels[b][position]]
+        rows.append(row)
+    _write_csv(out_dir / PAIRS_FILE, header, rows)
+
+    summary = {
+        "run": str(trained.path), "checkpoint": trained.checkpoint, "source": pair_set.source, "flip": flip,
+        "preprocessing": pair_set.preprocessing,
+        "pairs_total": len(pairs), "pairs_used": len(kept), "pairs_matched": int(same.sum()),
+        "pairs_mismatched": int((~same).sum()), "pairs_skipped_missing": len(missing),
+        "pairs_skipped_unreadable": len(skipped) - len(missing), "skipped_pairs_file": str(skipped_path),
+        "training_identity_pairs": int(overlap.sum()), "images_embedded": len(embedded.names),
+        "num_gates": int(trained.model.num_gates), "dense_gmacs": embedded.dense_gmacs,
+        "mean_gmacs_per_image": float(embedded.gmacs[used_rows].mean()), "results": results,
+    }
+    write_json(out_dir / SUMMARY_FILE, summary)
+    logger.info("verify: wrote %s and %s", out_dir / SUMMARY_FILE, out_dir / PAIRS_FILE)
+    return VerificationOutcome(summary, out_dir)
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            writer.writerows(rows)
+
+    atomic_write_bytes(path, write)
+
+
+# -------------------------------------------------------------------------------------------------------- galleries
+
+@dataclass(frozen=True)
+class GalleryImages:
+    """A gallery's image files, each person's name, and how to cut them."""
+
+    source: Path
+    paths: list[Path]
+    people: list[str]
+    preprocessing: dict[str, Any]
+
+
+def gallery_images(trained: TrainedRun, source: str | Path) -> GalleryImages:
+    """A gallery folder (one sub-folder per person, images inside) or a prepared dataset (every sample, its
+    identity's name)."""
+    source = Path(source)
+    if is_prepared_dataset(source):
+        dataset = load_prepared(source)
+        _check_prepared_for_run(trained, dataset)
+        return GalleryImages(source, [Path(dataset.root) / s.path for s in dataset.samples],
+                             [dataset.identities[s.identity].name for s in dataset.samples],
+                             run_preprocessing(trained, prepared=True))
+    if not source.is_dir():
+        raise DataError(f"gallery {source} is neither a folder of people nor a prepared dataset")
+    paths, people = [], []
+    for person in sorted(p for p in source.iterdir() if p.is_dir()):
+        for path in image_files(person):
+            paths.append(path)
+            people.append(person.name)
+    if not paths:
+        raise DataError(f"gallery {source}: no images in per-person sub-folders (expected {source}/<person>/<image>)")
+    if len(set(people)) < 2:
+        raise DataError(f"gallery {source} has {len(set(people))} person; at least 2 are needed to calibrate the "
+                        "threshold on impostor pairs")
+    return GalleryImages(source, paths, people, run_preprocessing(trained, prepared=False))
+
+
+def gallery_cache_key(trained: TrainedRun, images: GalleryImages) -> str:
+    """The fingerprint of the gallery files (path, size, mtime) and of the run's checkpoint file."""
+    files = []
+    for path in [*images.paths, trained.run.checkpoint_path(trained.checkpoint)]:
+        stat = path.stat()
+        files.append((path.resolve(), stat.st_size, stat.st_mtime))
+    return gallery_fingerprint(files)
+
+
+@dataclass
+class RunGallery:
+    """A gallery embedded by a run: the searchable Gallery, its calibrated threshold and where it came from."""
+
+    gallery: Gallery
+    threshold: float
+    far: float
+    impostor_pairs: int
+    images: int
+    skipped: list[tuple[str, str]]
+    cache_path: Path
+    from_cache: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"people": len(self.gallery.people), "images": self.images, "threshold": self.threshold,
+                "far": self.far, "impostor_pairs": self.impostor_pairs, "cache": str(self.cache_path),
+                "from_cache": self.from_cache, "skipped": [{"image": i, "error": e} for i, e in self.skipped]}
+
+
+def impostor_scores(embeddings: np.ndarray, people: Sequence[str], limit: int = MAX_IMPOSTOR_SCORES) -> np.ndarray:
+    """Cosine similarities of every pair of images of different people (a seeded sample of `limit` when more)."""
+    codes = np.unique(np.asarray(people), return_inverse=True)[1]
+    upper_first, upper_second = np.triu_indices(len(codes), k=1)
+    different = codes[upper_first] != codes[upper_second]
+    first, second = upper_first[different], upper_second[different]
+    if len(first) > limit:
+        chosen = np.random.default_rng(0).choice(len(first), size=limit, replace=False)
+        first, second = first[chosen], second[chosen]
+    rows = embeddings.astype(np.float64)
+    return np.einsum("ij,ij->i", rows[first], rows[second])
+
+
+def load_gallery(trained: TrainedRun, source: str | Path, *, far: float = 1e-3, batch_size: int = 32) -> RunGallery:
+    """Embed a gallery (or read RUN/galleries/<fingerprint>.npz when its files have not changed) and calibrate the
+    open-set threshold at `far` on the gallery's own impostor pairs (images of two different gallery people)."""
+    if not 0.0 < far < 1.0:
+        raise ConfigError(f"--far must lie in (0, 1), got {far}")
+    images = gallery_images(trained, source)
+    key = gallery_cache_key(trained, images)
+    cache_path = trained.path / GALLERIES_DIR / f"{key}.npz"
+    from_cache = cache_path.is_file()
+    if from_cache:
+        try:
+            with np.load(cache_path, allow_pickle=False) as cached:
+                embeddings, names = cached["embeddings"], [str(n) for n in cached["people"]]
+                skipped = [tuple(s.split("\t", 1)) for s in cached["skipped"].tolist()]
+            logger.info("gallery: %d embeddings read from %s", len(names), cache_path)
+        except (OSError, KeyError, ValueError) as error:
+            logger.warning("gallery cache %s unreadable (%s): embedding again", cache_path, error)
+            from_cache = False
+    if not from_cache:
+        logger.info("gallery: embedding %d images of %d people from %s", len(images.paths), len(set(images.people)),
+                    images.source)
+        embedded = embed_images(trained, images.paths, preprocessing=images.preprocessing, batch_size=batch_size)
+        person_of = dict(zip(map(str, images.paths), images.people))
+        embeddings, names = embedded.embeddings, [person_of[n] for n in embedded.names]
+        skipped = embedded.failures
+        if not names:
+            raise DataError(f"gallery {images.source}: no image could be read")
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_path.with_name(f".{cache_path.stem}.tmp{os.getpid()}.npz")
+        np.savez(tmp, embeddings=embeddings, people=np.array(names, dtype=str),
+                 paths=np.array(embedded.names, dtype=str),
+                 skipped=np.array([f"{i}\t{e}" for i, e in skipped], dtype=str))
+        tmp.replace(cache_path)
+    scores = impostor_scores(embeddings, names)
+    if not len(scores):
+        raise DataError(f"gallery {images.source}: no two readable images of different people to calibrate on")
+    threshold = calibrate_threshold(scores, far)
+    return RunGallery(Gallery(embeddings, names), threshold, far, len(scores), len(names), list(skipped), cache_path,
+                      from_cache)
+
+
+def search_gallery(trained: TrainedRun, run_gallery: RunGallery, images: Sequence[str | Path], *, top_k: int = 5,
+                   batch_size: int = 32) -> dict[str, SearchResult]:
+    """Open-set answers for the readable query photos, keyed by the image as given (unreadable ones are absent)."""
+    embedded = embed_images(trained, images, batch_size=batch_size, names=[str(Path(p)) for p in images])
+    if not embedded.names:
+        return {}
+    results = run_gallery.gallery.search(embedded.embeddings, run_gallery.threshold, top_k=top_k)
+    return dict(zip(embedded.names, results))
