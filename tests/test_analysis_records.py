@@ -99,7 +99,9 @@ def test_model_labels_and_table_rows(tmp_path):
                                                         "gmacs": {"mean": 0.25, "std": 0.0, "dense": 0.25}, "gate_rates": []}))
     records = read_run_records(run)
     row = table_cells(records.config, {**records.evaluation, "gmacs_conv_only": {"mean": 0.24}})
-    assert row["Model"] == "ResNet-18" and row["Top-1 test (%)"] == "61.23" and row["GMACs (all counted)"] == "0.250"
+    # One run: top-1 with its exact binomial interval (10 images, 6 right: Clopper-Pearson 26.2 to 87.8 %).
+    assert row["Model"] == "ResNet-18" and row["Top-1 test (%)"] == "61.23 [26.2, 87.8]"
+    assert row["GMACs (all counted)"] == "0.250"
     assert row["Mean open rate"] == "n/a" and row["Gate read-out: gender (%)"] == "n/a"
     assert row["Measured skipping speedup"] == "n/a"
 

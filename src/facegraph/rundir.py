@@ -121,9 +121,16 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise FacegraphError(f"checkpoint {path} does not exist") from None
+    except IsADirectoryError:
+        raise FacegraphError(f"checkpoint {path} is a folder, not a file") from None
+    except OSError as error:
+        raise FacegraphError(f"cannot read checkpoint {path}: {error.strerror or error}") from None
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for a bad file
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise FacegraphError(f"checkpoint {path} cannot be read: {first_line}") from None
+        # torch's messages run to paragraphs of advice (weights_only=False, ...): keep the first sentence.
+        text = str(error).strip()
+        first = text.splitlines()[0].split(". ")[0].rstrip(".")[:160] if text else type(error).__name__
+        raise FacegraphError(f"checkpoint {path} cannot be read (corrupt, truncated or not written by facegraph): "
+                             f"{first}") from None
     if not isinstance(state, dict) or "model" not in state:
         raise FacegraphError(f"checkpoint {path} is not a facegraph checkpoint (no model weights)")
     return state
@@ -380,6 +387,9 @@ class RunDir:
         if not last_path.is_file():
             return None
         state = load_checkpoint(last_path)
+        for folder in (self.path, last_path.parent):  # temporaries of writes a kill cut short (atomic_write_bytes)
+            for stale in folder.glob(".*.tmp*"):
+                stale.unlink(missing_ok=True)
         best = self.checkpoint_path(BEST)
         pending = best.with_name(best.name + PENDING_SUFFIX)
         if pending.is_file():
@@ -398,6 +408,21 @@ class RunDir:
             handle.write(json.dumps(row) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def check_output_folder(path: str | Path, option: str = "--out") -> Path:
+    """`path` can be a folder to write into: it is one, or it can be created (no file in the way). Checked before
+    anything is written, so a bad --out fails at once with one line."""
+    path = Path(path)
+    for folder in (path, *path.parents):
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                where = "is a file" if folder == path else f"lies under {folder}, which is a file"
+                raise FacegraphError(f"{option} {path} {where}, not a folder")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise FacegraphError(f"{option} {path}: {folder} is not writable")
+            break
+    return path
 
 
 def open_run(path: str | Path) -> RunDir:

@@ -27,7 +27,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from facegraph.rundir import check_output_folder
     from facegraph.workflows import DEMO_MODELS, run_demo
+
+    check_output_folder(args.out)
 
     result = run_demo(args.out, args.data, args.overrides, report=not args.no_report)
     print(result.table.read_text())

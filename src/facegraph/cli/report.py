@@ -25,6 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # Imported here: matplotlib would otherwise load on every `facegraph` command.
     from facegraph.analysis.report import comparison_sentence, finding_sentence, write_report
+    from facegraph.rundir import check_output_folder
+
+    check_output_folder(args.out)
 
     report = write_report(args.runs, args.out, split=args.split, max_identities=args.identities)
     print(f"report: {report.index} ({len(report.figures)} figures)")

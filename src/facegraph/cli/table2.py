@@ -29,7 +29,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from facegraph.rundir import check_output_folder
     from facegraph.workflows import run_table2
+
+    check_output_folder(args.out)
 
     models = args.models.split(",") if args.models else None
     markdown, _ = run_table2(args.preset, args.data, args.out, seeds=args.seeds, overrides=args.overrides,

@@ -6,7 +6,6 @@ See docs/data.md for the prepared-dataset format and every source.
 from facegraph.data.attributes import EXTRA_FEATURES, KNOWN_FEATURES, PAPER_FEATURES, UNKNOWN, bucket_age
 from facegraph.data.build import PrepareResult, Selection, parse_split
 from facegraph.data.images import UnusableImage, load_image_for_inference
-from facegraph.data.loader import Batch, CachedLoader, make_loader
 from facegraph.data.locate import find_data_root
 from facegraph.data.prepared import Identity, PreparedDataset, Sample, load_prepared
 from facegraph.data.sources.celeba import prepare_celeba
@@ -41,3 +40,12 @@ __all__ = [
     "prepare_imdb_face_lists",
     "prepare_lfw",
 ]
+
+
+def __getattr__(name: str):
+    # The loader needs torch; importing it on first use keeps `facegraph --help` fast.
+    if name in ("Batch", "CachedLoader", "make_loader"):
+        from facegraph.data import loader
+
+        return getattr(loader, name)
+    raise AttributeError(f"module 'facegraph.data' has no attribute {name!r}")

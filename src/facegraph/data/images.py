@@ -11,11 +11,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    import torch
 
 from facegraph.errors import DataError
 
@@ -114,6 +116,8 @@ def cut_face(image: Image.Image, crop: FaceCrop, size: int, name: str, *, uprigh
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 images (..., 3, H, W) -> float32 ``(x / 255 - mean) / std`` per channel."""
+    import torch  # here, so that the CLI parses arguments without loading torch
+
     std_tensor = torch.tensor(std, dtype=torch.float64).view(3, 1, 1)
     scale = (1.0 / (255.0 * std_tensor)).to(torch.float32)
     shift = (-torch.tensor(mean, dtype=torch.float64).view(3, 1, 1) / std_tensor).to(torch.float32)
@@ -172,4 +176,6 @@ def load_image_for_inference(path: str | Path, preprocessing: Mapping[str, Any])
     if not path.is_file():
         raise DataError(f"{path}: no such image file")
     face = cut_face(open_image(path, str(path)), FaceCrop(center_fraction=params.center_crop), params.image_size, str(path), upright=True)
+    import torch
+
     return normalize(torch.from_numpy(np.array(face)).permute(2, 0, 1), params.mean, params.std).contiguous()

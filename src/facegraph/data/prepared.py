@@ -13,9 +13,11 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 from facegraph.data.attributes import UNKNOWN, check_word
 from facegraph.errors import DataError
@@ -94,6 +96,8 @@ class PreparedDataset:
             raise DataError(f"dataset {self.root} has no attribute feature {feature!r} (it has: {available})")
         position = {word: code for code, word in enumerate(self.features[feature])}
         per_identity = [position.get(identity.attributes.get(feature, UNKNOWN), -1) for identity in self.identities]
+        import torch  # here, so that the CLI parses arguments without loading torch
+
         return torch.tensor([per_identity[sample.identity] for sample in self.samples], dtype=torch.long)
 
 

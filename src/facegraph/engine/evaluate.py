@@ -128,9 +128,11 @@ def dataset_of_run(trained: TrainedRun, data_root: str | Path | None = None) -> 
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", *, dataset: PreparedDataset | None = None,
-                 data_root: str | Path | None = None, checkpoint: str = BEST, timing: bool = True) -> dict:
-    """Evaluate a run's checkpoint on one split; write eval/<split>.json and eval/<split>-images.csv."""
-    trained = load_trained(run_dir, checkpoint)
+                 data_root: str | Path | None = None, checkpoint: str = BEST, timing: bool = True,
+                 warn_unfinished: bool = True) -> dict:
+    """Evaluate a run's checkpoint on one split; write eval/<split>.json and eval/<split>-images.csv.
+    `warn_unfinished=False`: the caller is the training itself, which evaluates before writing done.json."""
+    trained = load_trained(run_dir, checkpoint, warn_unfinished=warn_unfinished)
     model, config = trained.model, trained.config
     dataset = dataset or dataset_of_run(trained, data_root)
     if split not in dataset.splits:

@@ -25,7 +25,8 @@ from facegraph.errors import ConfigError, FacegraphError
 from facegraph.flops import cost_table
 from facegraph.graphs import training_loss
 from facegraph.models import GatedResNet, autocast
-from facegraph.rundir import BEST, LAST, RunDir, dataset_fingerprint, load_checkpoint, restore_rng_states, rng_states
+from facegraph.rundir import (BEST, LAST, RunDir, check_output_folder, dataset_fingerprint, load_checkpoint,
+                              restore_rng_states, rng_states)
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class EpochTotals:
 def check_resume(run: RunDir, config: RunConfig, dataset: dict, resume: bool) -> bool:
     """Whether `run` holds a run to continue. Refuses to overwrite a run, to resume what does not exist, and to
     resume with another configuration (except a longer `train.epochs`) or another dataset."""
+    check_output_folder(run.path)
     if not resume:
         if run.config_path.exists() or run.metrics_path.exists() or run.checkpoint_path(LAST).exists():
             raise FacegraphError(f"{run.path} already holds a run; pass --resume to continue it or choose another --out")
@@ -224,7 +226,7 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
         writer.close()
     if context.is_main:
         if "test" in dataset.splits:
-            evaluate_run(run.path, "test", dataset=dataset, checkpoint=BEST)
+            evaluate_run(run.path, "test", dataset=dataset, checkpoint=BEST, warn_unfinished=False)
         run.write_done({"epochs": epochs, "best_epoch": best_epoch, "best_val_top1": best_val_top1})
     distributed.barrier(context)
     return run.path

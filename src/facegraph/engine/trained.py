@@ -42,14 +42,14 @@ class TrainedRun:
         return self.run.path
 
 
-def load_trained(run_dir: str | Path, checkpoint: str = BEST) -> TrainedRun:
+def load_trained(run_dir: str | Path, checkpoint: str = BEST, *, warn_unfinished: bool = True) -> TrainedRun:
     """The run's model in evaluation mode with its `best` (or `last`) weights. A missing best checkpoint is an error,
     never a silent fallback to `last`; an unfinished run is loaded with a warning."""
     if checkpoint not in (BEST, LAST):
         raise FacegraphError(f"checkpoint must be {BEST} or {LAST}, got {checkpoint!r}")
     run = open_run(run_dir)
     config, dataset = run.config(), run.dataset()
-    if not run.is_done:
+    if warn_unfinished and not run.is_done:
         logger.warning("%s has not finished training (no %s): using its %s checkpoint so far", run.path,
                        run.done_path.name, checkpoint)
     state = load_checkpoint(run.checkpoint_path(checkpoint))
