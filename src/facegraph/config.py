@@ -21,6 +21,7 @@ from typing import Any
 
 from facegraph.errors import ConfigError
 from facegraph.graphs import MASK_SCHEMES
+from facegraph.graphs.margins import MARGIN_KINDS
 from facegraph.models import ARCHS, PRECISIONS
 
 VARIANTS = ("resnet", "aig", "iig")
@@ -75,6 +76,11 @@ class LossConfig:
     target_warmup_epochs: int = 0  # targets fall linearly from 1 to t over these first epochs (0: t from the start)
     iig_weight: float = 0.0  # eq. 4 weight; iig only
     iig_balanced: bool = False  # weigh each label equally in eq. 4 (against collapse onto a majority label's mask)
+    # Margin softmax for verification: "arcface" or "cosface" trains a cosine classifier with that margin and scale
+    # (facegraph.graphs.margins); "none" is plain softmax cross-entropy on a linear classifier (the paper's).
+    margin: str = "none"
+    margin_m: float = 0.5
+    margin_scale: float = 30.0
     # iig: the target loss (eq. 2, rate target_rate) on the gates no IIG mask covers, so that no gate is left under
     # no loss at all (the paper's gender + age masks cover 22 of its 23 gates).
     unmasked_target_weight: float = 1.0
@@ -228,6 +234,9 @@ def validate(config: RunConfig) -> RunConfig:
         (0.0 < loss.target_rate <= 1.0, f"loss.target_rate must lie in (0, 1], got {loss.target_rate}"),
         (loss.target_weight >= 0 and loss.iig_weight >= 0 and loss.unmasked_target_weight >= 0,
          "loss weights must be >= 0"),
+        (loss.margin in ("none", *MARGIN_KINDS), f"loss.margin must be none, arcface or cosface, got {loss.margin!r}"),
+        (loss.margin_m >= 0 and loss.margin_scale > 0,
+         f"loss.margin_m must be >= 0 and loss.margin_scale > 0, got {loss.margin_m} and {loss.margin_scale}"),
         (loss.target_warmup_epochs >= 0, f"loss.target_warmup_epochs must be >= 0, got {loss.target_warmup_epochs}"),
         (train.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}, got {train.precision!r}"),
         (train.epochs >= 1, f"train.epochs must be >= 1, got {train.epochs}"),

@@ -38,10 +38,12 @@ def target_rates(config: RunConfig) -> list[float] | None:
 
 
 def model_from_config(config: RunConfig, num_classes: int) -> GatedResNet:
-    model = config.model
+    """The network a config trains; a margin loss gets a cosine classifier whose logit scale is the margin's s."""
+    model, margin = config.model, config.loss.margin != "none"
     return build_model(model.arch, num_classes, width=model.width, target_rates=target_rates(config),
                        gate_hidden=model.gate_hidden, initial_open_rate=model.initial_open_rate,
-                       temperature=config.gumbel.temperature)
+                       temperature=config.gumbel.temperature, classifier="cosine" if margin else "linear",
+                       logit_scale=config.loss.margin_scale if margin else None)
 
 
 def image_size(config: RunConfig, dataset_image_size: int) -> int:
@@ -76,22 +78,28 @@ class LossWeights:
     iig_weight: float
     iig_balanced: bool
     target_gates: list[int] | None  # gates the target loss covers; None: all
+    margin: str | None = None  # "arcface" / "cosface" on cosine logits; None: plain cross-entropy
+    margin_m: float = 0.0
+    margin_scale: float = 1.0
 
 
 def loss_weights(config: RunConfig, masks: list[FeatureMasks], num_gates: int) -> LossWeights:
-    """ResNet: cross-entropy only. ConvNet-AIG: + target loss on every gate (eq. 3). ConvNet-IIG: + IIG loss (eq. 4);
+    """ResNet: cross-entropy only (or a margin softmax, `loss.margin`, for any variant). ConvNet-AIG: + target loss on every gate (eq. 3). ConvNet-IIG: + IIG loss (eq. 4);
     the target loss on every gate if `loss.target_weight` > 0, else (the paper's IIG) only on the gates no mask
     covers, weighted by `loss.unmasked_target_weight`, so that no gate trains under no loss at all."""
     loss = config.loss
+    margin = {} if loss.margin == "none" else {"margin": loss.margin, "margin_m": loss.margin_m,
+                                                "margin_scale": loss.margin_scale}
     if config.model.variant == "resnet":
-        return LossWeights(0.0, 0.0, False, None)
+        return LossWeights(0.0, 0.0, False, None, **margin)
     if config.model.variant == "aig":
-        return LossWeights(loss.target_weight, 0.0, False, None)
+        return LossWeights(loss.target_weight, 0.0, False, None, **margin)
     if loss.target_weight > 0:
-        return LossWeights(loss.target_weight, loss.iig_weight, loss.iig_balanced, None)
+        return LossWeights(loss.target_weight, loss.iig_weight, loss.iig_balanced, None, **margin)
     masked = {gate for m in masks for gate in m.feature_gates}
     unmasked = [gate for gate in range(num_gates) if gate not in masked]
-    return LossWeights(loss.unmasked_target_weight if unmasked else 0.0, loss.iig_weight, loss.iig_balanced, unmasked)
+    return LossWeights(loss.unmasked_target_weight if unmasked else 0.0, loss.iig_weight, loss.iig_balanced, unmasked,
+                       **margin)
 
 
 def model_label(config: RunConfig, with_backbone: bool = False) -> str:

@@ -47,9 +47,36 @@ def ensure_run(config: RunConfig, data: Path, run_dir: Path) -> dict:
     return evaluation
 
 
+@dataclass(frozen=True)
+class VerificationPairs:
+    """Pairs every Table II model is also verified on: an LFW pairs file over an LFW-layout folder."""
+
+    pairs: Path
+    images: Path
+    center_crop: float | None = None  # the crop for these photos when the runs were trained on other face crops
+
+
+def verify_run(run_dir: Path, verification: VerificationPairs) -> dict:
+    """The run's verification summary on the pairs (computed once, then read from RUN/verify/<pairs stem>/)."""
+    from facegraph.engine.trained import load_trained
+    from facegraph.recognition.runs import lfw_pair_set, verify_pairs
+    from facegraph.rundir import read_json
+
+    summary_path = run_dir / "verify" / verification.pairs.stem / "summary.json"
+    if summary_path.is_file():
+        return read_json(summary_path)
+    trained = load_trained(run_dir)
+    pair_set = lfw_pair_set(trained, verification.pairs, verification.images)
+    if verification.center_crop is not None:
+        pair_set.preprocessing["center_crop"] = verification.center_crop
+    return verify_pairs(trained, pair_set, flip=True).summary
+
+
 def run_table2(preset: str, data: str | Path, out: str | Path, *, seeds: int = 1,
-               overrides: list[str] | None = None, models: list[str] | None = None) -> tuple[Path, list[dict]]:
-    """Train/evaluate each model of Table II (reusing finished runs) and write table2.md / table2.csv in `out`."""
+               overrides: list[str] | None = None, models: list[str] | None = None,
+               verification: VerificationPairs | None = None) -> tuple[Path, list[dict]]:
+    """Train/evaluate each model of Table II (reusing finished runs) and write table2.md / table2.csv in `out`; with
+    `verification`, every run is also verified on the same pairs (a column of the table)."""
     if preset not in TABLE2_ROWS:
         raise FacegraphError(f"unknown preset {preset!r}; choose one of {', '.join(TABLE2_ROWS)}")
     names = models or TABLE2_ROWS[preset]
@@ -67,7 +94,10 @@ def run_table2(preset: str, data: str | Path, out: str | Path, *, seeds: int = 1
         model = ModelRuns(name, seed_configs[0])
         for seed, config in enumerate(seed_configs):
             run_dir = out / f"{name}-seed{seed}"
-            model.evaluations.append(ensure_run(config, Path(data), run_dir))
+            evaluation = ensure_run(config, Path(data), run_dir)
+            if verification is not None:
+                evaluation = {**evaluation, "verification": verify_run(run_dir, verification)}
+            model.evaluations.append(evaluation)
             model.run_dirs.append(run_dir)
         rows_in.append(model)
     rows = table_rows(rows_in)

@@ -25,6 +25,7 @@ COLUMNS = [
     ("model", "Model"), ("top1", "Top-1 test (%)"), ("gmacs_conv_only", "GMACs (conv only, the paper's \"GFLOPs\")"),
     ("gmacs", "GMACs (all counted)"), ("top5", "Top-5 test (%)"), ("open_rate", "Mean open rate"),
     ("speedup", "Measured skipping speedup"),
+    ("verify", "Verification (%, 10 folds)"), ("verify_flip", "Verification with flip (%)"),
     ("readout_gender", "Gate read-out: gender (%)"), ("readout_age", "Gate read-out: age (%)"),
 ]
 NOTE = ("GMACs are per test image with deterministic gates (1 MAC = 1 multiply-accumulate, GFLOPs = 2 x GMACs). "
@@ -67,6 +68,12 @@ def _percent(fraction: float | None) -> float | None:
     return None if fraction is None else 100 * fraction
 
 
+def _verification(evaluation: dict[str, Any], variant: str) -> float | None:
+    """Mean 10-fold verification accuracy (%) when the run was verified (table2 --verify-pairs)."""
+    result = evaluation.get("verification", {}).get("results", {}).get(variant)
+    return None if result is None else 100 * result["accuracy_mean"]
+
+
 def _open_rate(evaluation: dict[str, Any]) -> float | None:
     rates = evaluation.get("gate_rates") or []
     return sum(rates) / len(rates) if rates else None
@@ -84,6 +91,8 @@ def table_rows(models: list[ModelRuns]) -> list[dict[str, Any]]:
             "top5": [_percent(e.get("top5")) for e in evaluations],
             "open_rate": [_open_rate(e) for e in evaluations],
             "speedup": [e.get("speedup", {}).get("measured") for e in evaluations],
+            "verify": [_verification(e, "plain") for e in evaluations],
+            "verify_flip": [_verification(e, "flip") for e in evaluations],
             **{f"readout_{f}{suffix}": [_readout_percent(e, f, score) for e in evaluations]
                for f in READOUT_FEATURES for score, suffix in enumerate(READOUT_SCORES)},
         }

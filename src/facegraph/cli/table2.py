@@ -9,6 +9,9 @@ from facegraph.cli import add_subcommand, positive_int
 PRESETS = ("cpu", "paper")
 EXAMPLES = """  facegraph table2 --preset cpu --data data/lfw10 --out table2-cpu
   facegraph table2 --preset cpu --data data/lfw10 --out table2-cpu --seeds 3 --models resnet50,aig-t0.5
+  facegraph table2 --preset cpu --data data/celeba --out table2-celeba --models arcface,arcface-aig-t0.5 \
+      --verify-pairs $FACEGRAPH_DATA/lfw/pairs.txt --verify-images $FACEGRAPH_DATA/lfw/lfw-deepfunneled \
+      --verify-center-crop 0.45
   facegraph table2 --preset paper --data data/imdb-face --out table2-paper      # on a GPU
 """
 
@@ -23,6 +26,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="folder for the run directories and table2.md/.csv")
     parser.add_argument("--seeds", type=positive_int, default=1, help="runs per model (mean +- std over seeds)")
     parser.add_argument("--models", help="comma-separated subset of the preset's models (default: all six)")
+    parser.add_argument("--verify-pairs", metavar="PAIRS_TXT",
+                        help="also verify every run on these LFW pairs (a column of the table; needs --verify-images)")
+    parser.add_argument("--verify-images", metavar="LFW_FOLDER", help="the folder the --verify-pairs images are in")
+    parser.add_argument("--verify-center-crop", type=float, metavar="FRACTION",
+                        help="centre crop for the verification photos (e.g. 0.45 for deep-funneled LFW when the runs "
+                             "were trained on CelebA face crops; default: the run's own)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key in every run, e.g. --set train.epochs=2")
     parser.set_defaults(run=run)

@@ -39,6 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="also report horizontal-flip test-time augmentation (embedding of image + mirror image)")
     parser.add_argument("--name", help="output folder under RUN/verify/ (default: the pairs file's stem, or "
                                        "<dataset>-<split>-n<N>-s<S>)")
+    parser.add_argument("--center-crop", type=float, metavar="FRACTION",
+                        help="with --pairs: the centre crop for the pairs' photos (default: the run's own; e.g. 0.45 "
+                             "for deep-funneled LFW when the run was trained on another dataset's face crops)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of text")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="weights to use")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass")
@@ -72,8 +75,12 @@ def run(args: argparse.Namespace) -> int:
     if args.pairs_from is not None and args.images is not None:
         raise ConfigError("--images goes with --pairs; --pairs-from reads the prepared dataset's own images")
     trained = load_trained(args.run_dir, args.checkpoint)
+    if args.center_crop is not None and not 0.05 <= args.center_crop <= 1.0:
+        raise ConfigError(f"--center-crop must lie in [0.05, 1], got {args.center_crop}")
     if args.pairs is not None:
         pair_set = lfw_pair_set(trained, args.pairs, args.images)
+        if args.center_crop is not None:
+            pair_set.preprocessing["center_crop"] = args.center_crop
     else:
         pair_set = prepared_pair_set(trained, args.pairs_from, args.num_pairs, args.seed, args.split)
     outcome = verify_pairs(trained, pair_set, out_name=args.name, flip=args.flip, batch_size=args.batch_size)

@@ -52,7 +52,7 @@ def predict_split(model: GatedResNet, loader, precision: str = "fp32", device: t
         logits, gate_values = model.infer(batch.images.to(device), skip=True, precision=precision)
         logits, gate_values, identities = logits.cpu(), gate_values.cpu(), batch.identities
         hits = topk_correct(logits, identities)
-        probabilities = logits.softmax(dim=1)
+        probabilities = (logits * model.logit_scale).softmax(dim=1)  # a cosine classifier gives cosines
         parts["indices"].append(batch.indices)
         parts["identities"].append(identities)
         parts["top5"].append(logits.topk(min(5, logits.shape[1]), dim=1).indices)

@@ -136,7 +136,7 @@ def predict_images(trained: TrainedRun, images: Sequence[str | Path], *, batch_s
             batch = torch.stack([tensor for _, tensor in loaded]).to(device)
             logits, gate_values = model.infer(batch, skip=True, precision=precision)
             logits, gate_values = logits.cpu(), gate_values.cpu()
-            probabilities, classes = logits.softmax(dim=1).topk(min(TOP_K, logits.shape[1]), dim=1)
+            probabilities, classes = (logits * model.logit_scale).softmax(dim=1).topk(min(TOP_K, logits.shape[1]), dim=1)
             costs = (table.per_image_macs(gate_values) / 1e9).tolist()
             attributes = estimate_attributes(gate_values, references)
             for row, (position, _) in enumerate(loaded):

@@ -258,7 +258,8 @@ def _train_one_epoch(ddp_model: torch.nn.Module, model: GatedResNet, loader, opt
         iig_features = [(masks, codes[batch.indices].to(context.device)) for masks, codes in mask_codes]
         parts = training_loss(logits.float(), identities, gate_values.float(), target_rates,
                               target_weight=weights.target_weight, iig_weight=weights.iig_weight,
-                              iig_features=iig_features, iig_balanced=weights.iig_balanced, target_gates=target_gates)
+                              iig_features=iig_features, iig_balanced=weights.iig_balanced, target_gates=target_gates,
+                              margin=weights.margin, margin_m=weights.margin_m, margin_scale=weights.margin_scale)
         if not torch.isfinite(parts.total):
             raise TrainingDiverged(f"the loss became {parts.total.item()} at epoch {epoch + 1}, step {step + 1} "
                                    f"(cross-entropy {parts.cross_entropy.item()}, target {parts.target.item()}, "

@@ -7,6 +7,7 @@ from typing import NamedTuple, Sequence
 import torch
 import torch.nn.functional as F
 
+from facegraph.graphs.margins import margin_cross_entropy
 from facegraph.graphs.masks import FeatureMasks
 
 
@@ -62,6 +63,9 @@ def training_loss(
     iig_features: Sequence[tuple[FeatureMasks, torch.Tensor]] = (),
     iig_balanced: bool = False,
     target_gates: torch.Tensor | None = None,
+    margin: str | None = None,
+    margin_m: float = 0.0,
+    margin_scale: float = 1.0,
 ) -> LossParts:
     """Eq. 3 generalised: L = L_CE + target_weight * L_target + iig_weight * sum_F L_IIG(F).
 
@@ -69,9 +73,14 @@ def training_loss(
     (target_weight=0, iig_weight>0); both together are allowed. `iig_features` pairs each feature's masks with the
     per-image label codes of that feature; `iig_balanced` weighs each label equally (see iig_loss).
     `target_gates` limits the target loss to some gates (indices into the k gates; default all): an IIG model keeps it
-    on the gates no mask covers. `target_rates` holds one rate per gate either way.
+    on the gates no mask covers. `target_rates` holds one rate per gate either way. With `margin` ("arcface" or
+    "cosface"), `logits` are the cosines of a cosine classifier and L_CE is the margin softmax of
+    facegraph.graphs.margins (margin `margin_m`, scale `margin_scale`).
     """
-    cross_entropy = F.cross_entropy(logits, identities)
+    if margin is None:
+        cross_entropy = F.cross_entropy(logits, identities)
+    else:
+        cross_entropy = margin_cross_entropy(logits, identities, margin, margin_m, margin_scale)
     zero = cross_entropy.new_zeros(())
     has_gates = gate_values.shape[1] > 0
     if target_gates is not None:

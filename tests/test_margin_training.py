@@ -1,0 +1,63 @@
+"""Margin softmax (ArcFace/CosFace) as a config option, with gated models and the AIG loss unchanged."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from facegraph import paper
+from facegraph.cli import main
+from facegraph.config import load_config
+from facegraph.data import Selection, load_prepared, prepare_folder
+from facegraph.data.images import load_image_for_inference
+from facegraph.engine.trained import load_trained
+from facegraph.errors import ConfigError
+from facegraph.models.heads import CosineClassifier
+from facegraph.rundir import RunDir
+
+TINY = ["model.arch=resnet20", "model.width=0.5", "train.batch_size=8", "train.eval_batch_size=32", "train.epochs=2",
+        "train.precision='fp32'", "train.channels_last=false", "train.threads=1", "gates.always_on_first=1",
+        "gates.always_on_last=1", "gates.downsampling=true"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(data_synthetic_folder, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "synthetic"
+    prepare_folder(data_synthetic_folder, out, Selection(image_size=32, min_images=10,
+                                                         split={"train": 0.6, "val": 0.2, "test": 0.2}))
+    return out
+
+
+def test_a_margin_config_builds_a_cosine_classifier_and_its_loss():
+    config = load_config("cpu/arcface-aig-t0.5", TINY)
+    model = paper.model_from_config(config, 7)
+    assert isinstance(model.fc, CosineClassifier) and model.logit_scale == 30.0 and model.num_gates > 0
+    weights = paper.loss_weights(config, [], model.num_gates)
+    assert (weights.margin, weights.margin_m, weights.margin_scale) == ("arcface", 0.5, 30.0)
+    assert weights.target_weight == 1.0  # the AIG loss is unchanged
+    plain = paper.loss_weights(load_config("cpu/aig-t0.5", TINY), [], model.num_gates)
+    assert plain.margin is None and not isinstance(paper.model_from_config(load_config("cpu/aig-t0.5"), 7).fc,
+                                                   CosineClassifier)
+    with pytest.raises(ConfigError, match="loss.margin must be none, arcface or cosface"):
+        load_config("cpu/arcface", ["loss.margin=sphereface"])
+
+
+@pytest.mark.parametrize("preset", ["cpu/arcface", "cpu/arcface-aig-t0.5"])
+def test_margin_runs_train_and_report_probabilities(tiny_data, tmp_path, preset):
+    run = tmp_path / "run"
+    args = ["train", "--config", preset, "--data", str(tiny_data), "--out", str(run)]
+    for assignment in TINY:
+        args += ["--set", assignment]
+    assert main(args) == 0
+    rows = RunDir(run).metrics()
+    assert all(torch.isfinite(torch.tensor(row["train"]["cross_entropy"])) for row in rows)
+    records = RunDir(run).image_records("test", {})
+    # The confidence evaluate wrote is softmax(s * cosine), s = 30, not the softmax of the raw cosines.
+    trained = load_trained(run)
+    dataset = load_prepared(tiny_data)
+    image = load_image_for_inference(dataset.root / records.path[0], trained.dataset)
+    cosines, _ = trained.model.infer(image[None])
+    assert float(cosines.abs().max()) <= 1.0
+    expected = float((30.0 * cosines).softmax(dim=1).max())
+    assert records.confidence[0] == pytest.approx(expected, abs=1e-3)
+    assert abs(float(cosines.softmax(dim=1).max()) - expected) > 1e-3
