@@ -1,13 +1,20 @@
-"""Dense vs skipping inference, measured side by side in one run.
+"""Skipping inference against the same fused graph run dense, measured side by side in one run (issue 12).
 
-For ResNet-50 (width 1.0 and 0.25) at 64 px, batch 64 and 1, per-block open rates 0.4 and 0.7, fp32 and bf16
-autocast, prints the measured speedup of skipping over the dense masked computation, the speedup that the MACs
-predict, and their ratio (1.0 = skipping saves exactly the compute it removes).
+Models: "paper" is the paper's ResNet-101 at 128 px, 750 classes, the middle 23 of 33 blocks gated; "cpu" is the CPU
+preset's ResNet-50 at width 0.25, 64 px, 158 classes, 9 of 16 blocks gated (not the first 3, the last one, or a
+stage's strided first block). For each batch size, open rate and precision, on the same images:
+- unfused dense: the model as trained (BatchNorm as separate ops, NCHW), every block computed and masked;
+- fused dense: `fuse_for_inference()` run dense, which computes every block and multiplies its branch by the gate,
+  as convnet-aig does: the baseline the skipping speedup is measured against;
+- fused skip: the fused graph running each block's branch on its open images only.
+Every gate computes its relevance as usual, then replays a fixed random pattern with the requested open rate, so
+all three take exactly the same decisions. The MAC-predicted speedup (flops.py, conv + linear + norm, on the
+unfused model) is dense MACs / mean per-image MACs; the ratio is measured / predicted (1.0: skipping saves exactly
+the compute it removes). The three variants run interleaved, `--repeats` times; rows report medians, and a spread
+(max - min) / median above 10 % in any variant is flagged: such rows come from a busy machine.
 
-Every block is gated; each gate computes its relevance as usual, then replays a fixed random decision pattern with
-the requested open rate, so that both paths take exactly the same inference graph.
-
-    python benchmarks/skip.py [--repeats 5] [--quick]
+    python benchmarks/skip.py [--quick] [--model paper cpu] [--batch 64 1] [--rate 0.4 0.5 0.7]
+                              [--precision fp32 bf16] [--repeats 5] [--images 64] [--threads N]
 """
 
 from __future__ import annotations
@@ -15,67 +22,159 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from facegraph.flops import cost_table
-from facegraph.models import GatedResNet, build_model, num_blocks
+from facegraph.graphs import middle_blocks, paper_schedule, target_rate_schedule
+from facegraph.models import GatedResNet, build_model, num_blocks, stage_first_blocks
+
+SPREAD_WARNING = 0.10
+VARIANTS = ("unfused dense", "fused dense", "fused skip")
 
 
-def replay_gates(model: GatedResNet, pattern: torch.Tensor) -> None:
-    for column, gate in enumerate(model.gates.values()):
-        def forward(x, temperature=1.0, sample=None, gate=gate, column=column):
-            gate.relevance(x)  # pay for the gate as a real one would
-            return pattern[: x.shape[0], column]
-        gate.forward = forward
+@dataclass(frozen=True)
+class BenchModel:
+    arch: str
+    width: float
+    image_size: int
+    num_classes: int
+    schedule: list[float]
 
 
-def timed(run) -> float:
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
+def cpu_preset_schedule() -> list[float]:
+    """The CPU preset's gating of ResNet-50: the middle blocks without the first 3, the last and the strided ones."""
+    strided = set(stage_first_blocks("resnet50")[1:])
+    gated = [block for block in middle_blocks(num_blocks("resnet50"), 3, 1) if block not in strided]
+    return target_rate_schedule(num_blocks("resnet50"), gated, 0.5)
 
 
-def interleaved_seconds(first, second, repeats: int) -> tuple[float, float]:
-    """Median times of two runs measured alternately, so that drifting machine load hits both alike."""
-    first(), second()  # warm-up
-    pairs = [(timed(first), timed(second)) for _ in range(repeats)]
-    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
+MODELS = {
+    "paper": BenchModel("resnet101", 1.0, 128, 750, paper_schedule(0.5)),
+    "cpu": BenchModel("resnet50", 0.25, 64, 158, cpu_preset_schedule()),
+}
 
 
-def measure(width: float, batch: int, rate: float, precision: str, repeats: int) -> tuple[float, float]:
+class ReplayedGates:
+    """Makes every gate of a model pay for its relevance, then return the current rows of a fixed pattern."""
+
+    def __init__(self, model: GatedResNet) -> None:
+        self.pattern = torch.zeros(0, model.num_gates)
+        for column, gate in enumerate(model.gates.values()):
+            def forward(x: torch.Tensor, temperature: float = 1.0, sample: bool | None = None,
+                        gate=gate, column: int = column) -> torch.Tensor:
+                gate.relevance(x)  # the work of a real gate
+                return self.pattern[:, column]
+            gate.forward = forward
+
+
+@dataclass
+class Row:
+    model: str
+    batch: int
+    rate: float
+    precision: str
+    seconds: dict[str, float]  # median seconds for all images, per variant
+    spread: dict[str, float]
+    predicted: float
+    latency_ms: tuple[float, float] | None  # fused skip p50, p95 per call (batch 1)
+
+    def images_per_second(self, variant: str, images: int) -> float:
+        return images / self.seconds[variant]
+
+
+def measure(name: str, batch: int, rate: float, precision: str, repeats: int, images: int) -> Row:
+    spec = MODELS[name]
     torch.manual_seed(0)
-    model = build_model("resnet50", 100, width=width, target_rates=[0.5] * num_blocks("resnet50"))
-    table = cost_table(model, 64)
-    model.eval()
-    images = torch.randn(64, 3, 64, 64)
-    patterns = (torch.rand(64, model.num_gates) < rate).float()
-    chunks = [(images[i:i + batch], patterns[i:i + batch]) for i in range(0, 64, batch)]
+    model = build_model(spec.arch, spec.num_classes, width=spec.width, target_rates=spec.schedule).eval()
+    table = cost_table(model, spec.image_size)  # the unfused model's accounting (BatchNorm counted)
+    fused = model.fuse_for_inference()
+    inputs = torch.randn(images, 3, spec.image_size, spec.image_size)
+    patterns = (torch.rand(images, model.num_gates) < rate).float()
+    chunks = [(inputs[i:i + batch], patterns[i:i + batch]) for i in range(0, images, batch)]
+    replays = {id(model): ReplayedGates(model), id(fused): ReplayedGates(fused)}
+    latencies: list[float] = []
 
-    def run(skip: bool) -> None:
-        for chunk, pattern in chunks:
-            replay_gates(model, pattern)
-            model.infer(chunk, skip=skip, precision=precision)
+    def runner(net: GatedResNet, skip: bool, record: list[float] | None) -> Callable[[], None]:
+        replay = replays[id(net)]
 
-    dense, skipping = interleaved_seconds(lambda: run(False), lambda: run(True), repeats)
+        def run() -> None:
+            for chunk, pattern in chunks:
+                replay.pattern = pattern
+                started = time.perf_counter()
+                net.infer(chunk, skip=skip, precision=precision)
+                if record is not None:
+                    record.append(time.perf_counter() - started)
+        return run
+
+    runs = {"unfused dense": runner(model, False, None), "fused dense": runner(fused, False, None),
+            "fused skip": runner(fused, True, latencies if batch == 1 else None)}
+    for run in runs.values():  # warm-up
+        run()
+    latencies.clear()
+    times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    for _ in range(repeats):
+        for variant, run in runs.items():
+            started = time.perf_counter()
+            run()
+            times[variant].append(time.perf_counter() - started)
+    medians = {variant: statistics.median(t) for variant, t in times.items()}
+    spreads = {variant: (max(t) - min(t)) / medians[variant] for variant, t in times.items()}
     predicted = table.dense_macs() / float(table.per_image_macs(patterns).mean())
-    return dense / skipping, predicted
+    latency = None
+    if latencies:
+        ordered = sorted(latencies)
+        latency = (1000 * statistics.median(ordered), 1000 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))])
+    return Row(name, batch, rate, precision, medians, spreads, predicted, latency)
+
+
+def format_row(row: Row, images: int) -> str:
+    speed = {variant: row.images_per_second(variant, images) for variant in VARIANTS}
+    measured = row.seconds["fused dense"] / row.seconds["fused skip"]
+    latency = f"{row.latency_ms[0]:.1f} / {row.latency_ms[1]:.1f}" if row.latency_ms else "-"
+    spread = max(row.spread.values())
+    flag = " !" if spread > SPREAD_WARNING else ""
+    return (f"| {row.model} | {row.batch} | {row.rate:.1f} | {row.precision} | {speed['unfused dense']:.1f} | "
+            f"{speed['fused dense']:.1f} | {speed['fused skip']:.1f} | "
+            f"{row.seconds['unfused dense'] / row.seconds['fused dense']:.2f}x | {measured:.2f}x | "
+            f"{row.predicted:.2f}x | {measured / row.predicted:.2f} | {latency} | {100 * spread:.0f} %{flag} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="batch 64, fp32 only")
+    parser.add_argument("--model", nargs="+", choices=sorted(MODELS), default=["paper", "cpu"])
+    parser.add_argument("--batch", nargs="+", type=int, default=[64, 1])
+    parser.add_argument("--rate", nargs="+", type=float, default=[0.4, 0.5, 0.7])
+    parser.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"])
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats per variant (medians reported)")
+    parser.add_argument("--images", type=int, default=64, help="images per repeat (batch 1: one call each)")
+    parser.add_argument("--quick", action="store_true",
+                        help="the CPU preset's model, rate 0.5, fp32, batch 64 and 1, 3 repeats")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's); 1 is steadier when shared")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; ResNet-50 at 64 px, 64 images per case")
-    print(f"{'width':>5} {'batch':>5} {'rate':>4} {'precision':>9} {'measured':>9} {'predicted':>9} {'ratio':>6}")
-    for precision in ("fp32",) if args.quick else ("fp32", "bf16"):
-        for width in (1.0, 0.25):
-            for batch in (64,) if args.quick else (64, 1):
-                for rate in (0.4, 0.7):
-                    measured, predicted = measure(width, batch, rate, precision, args.repeats)
-                    print(f"{width:5.2f} {batch:5d} {rate:4.1f} {precision:>9} {measured:8.2f}x {predicted:8.2f}x "
-                          f"{measured / predicted:6.2f}", flush=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.model, args.rate, args.precision, args.repeats = ["cpu"], [0.5], ["fp32"], 3
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.images} images per repeat, "
+          f"{args.repeats} interleaved repeats; speeds in images/s (medians)\n")
+    print("| model | batch | rate | precision | unfused dense | fused dense | fused skip | fused / unfused dense "
+          "| skip speedup | MAC-predicted | ratio | skip p50 / p95 ms | spread |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    noisy = False
+    for name in args.model:
+        for precision in args.precision:
+            for batch in args.batch:
+                for rate in args.rate:
+                    row = measure(name, batch, rate, precision, args.repeats, args.images)
+                    noisy |= max(row.spread.values()) > SPREAD_WARNING
+                    print(format_row(row, args.images), flush=True)
+    print("\nskip speedup = fused dense / fused skip (same graph, same gate decisions); ratio = it / MAC-predicted")
+    if noisy:
+        print(f"WARNING: rows marked ! have a spread above {100 * SPREAD_WARNING:.0f} % (a busy machine?): "
+              "do not read them as results")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Warm start (model.init_from, as ConvNet-AIG's --pretrained) and a step budget for small datasets."""
+"""Warm start (model.init_from, as ConvNet-AIG's --pretrained), a step budget and a held-out validation part for small datasets."""
 
 from pathlib import Path
 
@@ -8,7 +8,8 @@ import torch
 from facegraph import paper
 from facegraph.cli import main
 from facegraph.config import load_config
-from facegraph.data import Selection, prepare_folder
+from facegraph.data import Selection, load_prepared, prepare_folder
+from facegraph.data.loader import holdout
 from facegraph.engine.annealing import training_epochs
 from facegraph.engine.trained import warm_start
 from facegraph.errors import FacegraphError
@@ -86,3 +87,17 @@ def test_train_init_from_fine_tunes_a_gated_model(dense_run, tiny_data, tmp_path
     assert main(args) == 0
     assert RunDir(run).config().model.init_from == str(dense_run)
     assert RunDir(run).is_done
+
+
+def test_without_a_val_split_the_checkpoint_is_chosen_on_training_images_held_out(data_synthetic_folder, tmp_path):
+    data = tmp_path / "no-val"
+    prepare_folder(data_synthetic_folder, data, Selection(image_size=32, min_images=10,
+                                                          split={"train": 0.8, "test": 0.2}))
+    dataset = load_prepared(data)
+    kept, held = holdout(dataset, "train", 0.25, seed=0)
+    assert set(kept).isdisjoint(held) and sorted(kept + held) == dataset.split_indices("train")
+    assert {dataset.samples[i].identity for i in held} == {s.identity for s in dataset.samples}  # every person
+    assert holdout(dataset, "train", 0.25, seed=0) == (kept, held)
+    run = train("cpu/resnet50", data, tmp_path / "run", "train.epochs=1", "data.val_from_train=0.25")
+    (row,) = RunDir(run).metrics()
+    assert "val" in row and RunDir(run).dataset()["val_from_train"] == len(held)

@@ -139,12 +139,12 @@ class FaceModel:
     def infer(self, images: ImageInput | Sequence[ImageInput], *, skip: bool = True) -> GatedOutput:
         """Logits (B, identities) and 0/1 gate values (B, gated blocks), closed blocks skipped unless `skip=False`.
         With a cosine classifier the logits are cosines (probabilities: softmax(model.logit_scale * logits))."""
-        return self.model.infer(self.batch(images), skip=skip, precision=self.precision)
+        return self.trained.inference_model.infer(self.batch(images), skip=skip, precision=self.precision)
 
     def embed(self, images: ImageInput | Sequence[ImageInput], *, skip: bool = True) -> Embeddings:
         """Face embeddings for verification: `(embeddings, gate_values)`, the L2-normalised pooled features
         (B, feature channels) before the classifier, and the gates the photos took (B, gated blocks)."""
-        return self.model.embed(self.batch(images), skip=skip, precision=self.precision)
+        return self.trained.inference_model.embed(self.batch(images), skip=skip, precision=self.precision)
 
     def predict(self, images: str | Path | Sequence[str | Path], *,
                 batch_size: int = 32) -> list[PhotoPrediction | PredictionFailure]:

@@ -103,7 +103,10 @@ class OptimConfig:
 @dataclass
 class DataConfig:
     augment: bool = True  # random flip + small translation on the training split
-    val_split: str = "val"  # chooses the best checkpoint; a dataset without it keeps the last epoch
+    val_split: str = "val"  # chooses the best checkpoint
+    # A dataset without `val_split`: this fraction of each person's training images (seeded) becomes the validation
+    # part instead, so the checkpoint is never chosen on test; 0 keeps the last epoch.
+    val_from_train: float = 0.1
 
 
 @dataclass
@@ -254,6 +257,8 @@ def validate(config: RunConfig) -> RunConfig:
         (gumbel.temperature > 0, f"gumbel.temperature must be > 0, got {gumbel.temperature}"),
         (gumbel.final_temperature is None or gumbel.final_temperature > 0,
          f"gumbel.final_temperature must be > 0, got {gumbel.final_temperature}"),
+        (0.0 <= config.data.val_from_train < 1.0,
+         f"data.val_from_train must lie in [0, 1), got {config.data.val_from_train}"),
         (config.data.val_split != "test",
          "data.val_split must not be 'test': it chooses the checkpoint, which must not see the test split"),
         (model.variant == "resnet" or loss.target_rate < 1.0,

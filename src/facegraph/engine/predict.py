@@ -118,7 +118,7 @@ def predict_images(trained: TrainedRun, images: Sequence[str | Path], *, batch_s
     """One result per photo in input order; photos are loaded and run `batch_size` at a time."""
     if batch_size < 1:
         raise FacegraphError(f"batch size must be >= 1, got {batch_size}")
-    model = trained.model.eval()
+    model = trained.inference_model
     names = trained.dataset["identities"]
     references = label_references(trained)
     table = trained.cost_table

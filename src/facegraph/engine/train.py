@@ -16,6 +16,7 @@ from tqdm import tqdm
 from facegraph import paper
 from facegraph.config import RunConfig, config_differences
 from facegraph.data import PreparedDataset, load_prepared, make_loader
+from facegraph.data.loader import holdout
 from facegraph.engine import distributed
 from facegraph.engine.annealing import lr_factor, target_rates_at, temperature_at, training_epochs
 from facegraph.engine.evaluate import evaluate_run, predict_split, summarize_predictions
@@ -140,9 +141,14 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
         parameter_groups.append({"params": gate_parameters, "lr": config.optim.lr * config.optim.gate_lr_factor})
     optimizer = torch.optim.SGD(parameter_groups, lr=config.optim.lr, momentum=config.optim.momentum,
                                 weight_decay=config.optim.weight_decay, nesterov=config.optim.nesterov)
+    has_val = config.data.val_split in dataset.splits
+    train_samples, val_samples = None, None
+    if not has_val and config.data.val_from_train > 0:
+        train_samples, val_samples = holdout(dataset, "train", config.data.val_from_train, config.train.seed)
+        summary["val_from_train"] = len(val_samples)
     train_loader = make_loader(dataset, "train", config.train.batch_size, train=True, seed=config.train.seed,
                                augment=config.data.augment, num_replicas=context.world_size, rank=context.rank,
-                               drop_last=True)
+                               drop_last=True, samples=train_samples)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise ConfigError(f"train.batch_size {config.train.batch_size} exceeds the training split of {dataset.root}")
@@ -150,10 +156,17 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(
         step, steps_per_epoch, epochs, config.optim.schedule, config.optim.warmup_epochs,
         config.optim.step_milestones, config.optim.step_gamma))
-    has_val = config.data.val_split in dataset.splits
-    val_loader = (make_loader(dataset, config.data.val_split, config.train.eval_batch_size, train=False,
-                              seed=config.train.seed) if has_val else None)
-    if not has_val and context.is_main:
+    val_loader = None
+    if has_val:
+        val_loader = make_loader(dataset, config.data.val_split, config.train.eval_batch_size, train=False,
+                                 seed=config.train.seed)
+    elif val_samples:
+        val_loader = make_loader(dataset, "train", config.train.eval_batch_size, train=False, seed=config.train.seed,
+                                 samples=val_samples)
+        if context.is_main:
+            logger.info("the dataset has no %r split: %d training images (data.val_from_train = %g) choose the "
+                        "checkpoint instead", config.data.val_split, len(val_samples), config.data.val_from_train)
+    elif context.is_main:
         logger.warning("the dataset has no %r split: the last epoch's weights are kept as best", config.data.val_split)
     # fp16 needs loss scaling against gradient underflow; bf16 and fp32 do not (the scaler is then a no-op).
     scaler = torch.amp.GradScaler(context.device.type, enabled=config.train.precision == "fp16")

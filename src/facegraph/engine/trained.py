@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import platform
 import socket
@@ -40,6 +41,12 @@ class TrainedRun:
     @property
     def path(self) -> Path:
         return self.run.path
+
+    @functools.cached_property
+    def inference_model(self) -> GatedResNet:
+        """The fused inference graph (BatchNorm folded into convolutions, channels_last): what evaluate, predict and
+        embed run. Outputs equal `model`'s (allclose, the same gate decisions); costs are counted on `model`."""
+        return self.model.fuse_for_inference()
 
 
 def load_trained(run_dir: str | Path, checkpoint: str = BEST, *, warn_unfinished: bool = True) -> TrainedRun:

@@ -149,7 +149,7 @@ def embed_images(trained: TrainedRun, images: Sequence[str | Path], *, preproces
     if len(names) != len(images):
         raise FacegraphError(f"{len(images)} images but {len(names)} names")
     preprocessing = preprocessing or run_preprocessing(trained, prepared=False)
-    model = trained.model.eval()
+    model = trained.inference_model
     device = next(model.parameters()).device
     precision = inference_precision(trained.config, device)
     table = trained.cost_table
