@@ -358,7 +358,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def config_differences(old: dict, new: dict, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any, Any]]:
-    """(key path, old value, new value) for every key where two config dicts differ."""
+    """(key path, old value, new value) for every key where two config dicts differ. Compare parsed configs
+    (`RunConfig.to_dict()`), so that a key added to facegraph after a run was written counts at its default."""
     differing = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)

@@ -32,7 +32,7 @@ def ensure_run(config: RunConfig, data: Path, run_dir: Path) -> dict:
     """Train (or resume) a run unless it finished with this very config; return its eval/test.json."""
     run = RunDir(run_dir)
     if run.config_path.is_file():
-        differing = config_differences(run.config_dict(), config.to_dict())
+        differing = config_differences(run.config().to_dict(), config.to_dict())
         if differing and run.is_done:
             changes = "; ".join(f"{'.'.join(key)}: {a!r} -> {b!r}" for key, a, b in differing)
             raise ConfigError(f"{run_dir} finished with another configuration ({changes}); remove it or choose "

@@ -79,7 +79,7 @@ def check_resume(run: RunDir, config: RunConfig, dataset: dict, resume: bool) ->
         return False
     if not run.config_path.is_file():
         raise FacegraphError(f"--resume: {run.path} holds no run (no {run.config_path.name}); drop --resume to start one")
-    differing = config_differences(run.config_dict(), config.to_dict())
+    differing = config_differences(run.config().to_dict(), config.to_dict())
     refused = [(key, a, b) for key, a, b in differing if key not in RESUMABLE_CHANGES]
     if refused:
         changes = "; ".join(f"{'.'.join(key)}: {a!r} -> {b!r}" for key, a, b in refused)
