@@ -24,7 +24,8 @@ from facegraph.analysis.easy_hard import (
 from facegraph.analysis.heatmaps import BlockFinding, FeatureHeatmap, block_findings, feature_heatmap, plot_feature_heatmap
 from facegraph.analysis.page import PageFigure, PageTable, Paragraph, Section, render_page
 from facegraph.analysis.records import RunRecords, read_run_records
-from facegraph.analysis.table import ModelRuns, markdown_table, table_rows
+from facegraph.analysis.probe import linear_probe
+from facegraph.analysis.table import ModelRuns, confusion_scores, markdown_table, table_rows
 from facegraph.analysis.verification import verification_section
 from facegraph.config import config_from_dict
 from facegraph.errors import FacegraphError
@@ -150,8 +151,16 @@ def _heatmap_items(run: RunRecords, figures: _FigureWriter, slug: str, report: R
         if masks is not None:
             caption += " Red outlines: the gates each label's IIG mask asks to be open."
         if feature in readout and isinstance(readout[feature].get("accuracy"), (int, float)):
+            accuracy, balanced, majority = confusion_scores(readout[feature].get("confusion") or [])
             caption += (f" Read-out (eq. 5, {readout[feature].get('method', '?')}): "
-                        f"{100 * readout[feature]['accuracy']:.1f}% of {readout[feature].get('images', '?')} images.")
+                        f"{100 * readout[feature]['accuracy']:.1f}% of {readout[feature].get('images', '?')} images")
+            if balanced is not None:
+                caption += f" (balanced {100 * balanced:.1f}%, majority label {100 * majority:.1f}%)"
+            caption += "."
+        probe = linear_probe(images.gates.astype(float), codes, images.identity)
+        if probe is not None:
+            caption += (f" Linear probe on the gate vector ({probe.folds} folds by person, an upper bound on what the "
+                        f"gates hold): {100 * probe.accuracy:.1f}% (balanced {100 * probe.balanced_accuracy:.1f}%).")
         title = f"{run.label}: gates by {feature.replace('_', ' ')}"
         items.append(figures.save(plot_feature_heatmap(heatmap, title, masks), f"{slug}-heatmap-{_slug(feature)}",
                                   f"heatmap of gate open rates by {feature} for {run.name}", caption))
