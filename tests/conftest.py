@@ -3,6 +3,7 @@ photo folders and a loopback HTTP server with injectable faults."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import struct
@@ -244,3 +245,48 @@ def data_http_server() -> Iterator[LoopbackServer]:
     server = LoopbackServer()
     yield server
     server.close()
+
+
+# --- runs -----------------------------------------------------------------------------------------------------------
+
+# A run small enough for a unit test: resnet20 at half width, fp32, one thread; with the synthetic data below.
+TINY_RUN = ["model.arch=resnet20", "model.width=0.5", "train.batch_size=8", "train.eval_batch_size=32",
+            "train.precision='fp32'", "train.channels_last=false", "train.threads=1", "gates.always_on_first=1",
+            "gates.always_on_last=1", "gates.downsampling=true"]
+
+
+@pytest.fixture(scope="session")
+def data_synthetic_32px(data_synthetic_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic folder prepared at 32 px (the smallest input a model takes), split 60/20/20 (4 people)."""
+    out = tmp_path_factory.mktemp("data") / "synthetic"
+    prepare_folder(data_synthetic_folder, out, Selection(image_size=32, min_images=10,
+                                                         split={"train": 0.6, "val": 0.2, "test": 0.2}))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_lfw(tmp_path_factory: pytest.TempPathFactory, data_lfw_dir: Path) -> Path:
+    """6 real LFW identities with >= 24 photos, 24 photos each, 32 px, split 50/25/25, with gender."""
+    from facegraph.data import prepare_lfw
+
+    out = tmp_path_factory.mktemp("data") / "lfw-tiny"
+    prepare_lfw(out, Selection(image_size=32, min_images=24, per_identity=24, max_identities=6,
+                               split={"train": 0.5, "val": 0.25, "test": 0.25}), lfw_dir=data_lfw_dir)
+    return out
+
+
+def metrics_rows(run: Path) -> list[dict]:
+    """metrics.jsonl as written, one object per line."""
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def comparable_metrics(rows: list[dict]) -> list[dict]:
+    """Metrics without the wall-clock fields (what two runs of the same config must share)."""
+    clean = []
+    for row in rows:
+        row = json.loads(json.dumps(row))
+        row.pop("seconds")
+        for key in ("images_per_s", "data_wait_fraction"):
+            row["train"].pop(key)
+        clean.append(row)
+    return clean

@@ -14,7 +14,7 @@ import pytest
 
 from facegraph.cli import main
 from facegraph.cli import prepare as prepare_cli
-from facegraph.data import Selection, load_prepared, prepare_celeba, prepare_folder, prepare_imdb_face, prepare_imdb_face_lists, prepare_lfw
+from facegraph.data import Selection, load_prepared, prepare_celeba, prepare_folder, prepare_imdb_face, prepare_imdb_face_lists
 from facegraph.data.attributes import read_coded_annotations
 from facegraph.errors import DataError
 

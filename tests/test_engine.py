@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import comparable_metrics, metrics_rows
 import torch
 
 from facegraph.cli import main
@@ -24,26 +25,11 @@ TINY = ["model.image_size=32", "train.epochs=2", "train.batch_size=16", "train.e
         "train.precision='fp32'", "train.channels_last=false", "train.threads=1"]
 
 
-@pytest.fixture(scope="module")
-def tiny_lfw(tmp_path_factory, data_lfw_dir) -> Path:
-    """6 LFW identities with >= 24 photos, 24 photos each, 32 px, split 50/25/25, with gender."""
-    from facegraph.data import Selection, prepare_lfw
-
-    out = tmp_path_factory.mktemp("data") / "lfw-tiny"
-    prepare_lfw(out, Selection(image_size=32, min_images=24, per_identity=24, max_identities=6,
-                               split={"train": 0.5, "val": 0.25, "test": 0.25}), lfw_dir=data_lfw_dir)
-    return out
-
-
 def train_cli(config: str, data: Path, out: Path, *extra: str) -> int:
     args = ["train", "--config", config, "--data", str(data), "--out", str(out)]
     for assignment in [*TINY, *extra]:
         args += ["--set", assignment]
     return main(args)
-
-
-def metrics_rows(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 # --- configuration -------------------------------------------------------------------------------------------------
@@ -161,18 +147,6 @@ def test_a_diverging_loss_stops_the_run(tiny_lfw, tmp_path, capsys):
     assert "the loss became" in message and "epoch 1, step" in message
 
 
-def _comparable(rows: list[dict]) -> list[dict]:
-    """Metrics without the wall-clock fields."""
-    clean = []
-    for row in rows:
-        row = json.loads(json.dumps(row))
-        row.pop("seconds")
-        for key in ("images_per_s", "data_wait_fraction"):
-            row["train"].pop(key)
-        clean.append(row)
-    return clean
-
-
 def test_a_killed_run_resumes_to_the_same_result(tiny_lfw, tmp_path):
     common = [*TINY, "train.epochs=5"]
     uninterrupted = tmp_path / "uninterrupted"
@@ -194,7 +168,7 @@ def test_a_killed_run_resumes_to_the_same_result(tiny_lfw, tmp_path):
     assert 1 <= finished < 5, "the run was meant to be killed mid-training"
     assert main(["train", "--config", "cpu/aig-t0.5", "--data", str(tiny_lfw),
                  "--out", str(killed), "--resume", *sum((["--set", a] for a in common), [])]) == 0
-    assert _comparable(metrics_rows(killed)) == _comparable(metrics_rows(uninterrupted))
+    assert comparable_metrics(metrics_rows(killed)) == comparable_metrics(metrics_rows(uninterrupted))
     first = json.loads((uninterrupted / "eval" / "test.json").read_text())
     second = json.loads((killed / "eval" / "test.json").read_text())
     assert first["top1"] == second["top1"] and first["gate_rates"] == second["gate_rates"]
@@ -233,3 +207,20 @@ def test_table2_trains_tabulates_and_reuses(tiny_lfw, tmp_path, capsys):
     assert main(args) == 0  # finished runs are reused, not retrained
     assert checkpoint.stat().st_mtime_ns == stamp
     capsys.readouterr()
+
+
+def test_every_gate_trains_under_some_loss():
+    """The paper's gender + age masks cover 22 of its 23 gates: the 23rd keeps the target loss (issue 9, point 8)."""
+    from facegraph import paper as paper_run
+    from facegraph.models import num_blocks
+
+    config = load_config("paper/iig-gender-age")
+    gates = len(paper_run.gated_blocks(config))
+    masks = paper_run.iig_masks(config, gates, {"gender": ["male", "female"], "age": ["<35", "35-45", "45-55", ">55"]})
+    weights = paper_run.loss_weights(config, masks, gates)
+    covered = {gate for m in masks for gate in m.feature_gates}
+    assert gates == 23 and num_blocks("resnet101") == 33 and len(covered) == 22
+    assert weights.target_gates == [22] and weights.target_weight == 1.0 and weights.iig_weight == 1.0
+    alternating = load_config("paper/iig-gender")  # every gate has a mask: no target loss at all
+    masks = paper_run.iig_masks(alternating, gates, {"gender": ["male", "female"]})
+    assert paper_run.loss_weights(alternating, masks, gates).target_weight == 0.0

@@ -1,31 +1,20 @@
 """Margin softmax (ArcFace/CosFace) as a config option, with gated models and the AIG loss unchanged."""
 
-from pathlib import Path
-
 import pytest
+from conftest import TINY_RUN
 import torch
 
 from facegraph import paper
 from facegraph.cli import main
 from facegraph.config import load_config
-from facegraph.data import Selection, load_prepared, prepare_folder
+from facegraph.data import load_prepared
 from facegraph.data.images import load_image_for_inference
 from facegraph.engine.trained import load_trained
 from facegraph.errors import ConfigError
 from facegraph.models.heads import CosineClassifier
 from facegraph.rundir import RunDir
 
-TINY = ["model.arch=resnet20", "model.width=0.5", "train.batch_size=8", "train.eval_batch_size=32", "train.epochs=2",
-        "train.precision='fp32'", "train.channels_last=false", "train.threads=1", "gates.always_on_first=1",
-        "gates.always_on_last=1", "gates.downsampling=true"]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(data_synthetic_folder, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "synthetic"
-    prepare_folder(data_synthetic_folder, out, Selection(image_size=32, min_images=10,
-                                                         split={"train": 0.6, "val": 0.2, "test": 0.2}))
-    return out
+TINY = TINY_RUN + ["train.epochs=2"]
 
 
 def test_a_margin_config_builds_a_cosine_classifier_and_its_loss():
@@ -43,9 +32,9 @@ def test_a_margin_config_builds_a_cosine_classifier_and_its_loss():
 
 
 @pytest.mark.parametrize("preset", ["cpu/arcface", "cpu/arcface-aig-t0.5"])
-def test_margin_runs_train_and_report_probabilities(tiny_data, tmp_path, preset):
+def test_margin_runs_train_and_report_probabilities(data_synthetic_32px, tmp_path, preset):
     run = tmp_path / "run"
-    args = ["train", "--config", preset, "--data", str(tiny_data), "--out", str(run)]
+    args = ["train", "--config", preset, "--data", str(data_synthetic_32px), "--out", str(run)]
     for assignment in TINY:
         args += ["--set", assignment]
     assert main(args) == 0
@@ -54,7 +43,7 @@ def test_margin_runs_train_and_report_probabilities(tiny_data, tmp_path, preset)
     records = RunDir(run).image_records("test", {})
     # The confidence evaluate wrote is softmax(s * cosine), s = 30, not the softmax of the raw cosines.
     trained = load_trained(run)
-    dataset = load_prepared(tiny_data)
+    dataset = load_prepared(data_synthetic_32px)
     image = load_image_for_inference(dataset.root / records.path[0], trained.dataset)
     cosines, _ = trained.model.infer(image[None])
     assert float(cosines.abs().max()) <= 1.0

@@ -91,7 +91,6 @@ def test_predictions_match_the_model_and_the_cost_table(tmp_path):
 
 def test_unreadable_photos_are_named_and_the_rest_still_predicted(tmp_path):
     info = tiny_run(tmp_path)
-    model = info.model
     good = write_photos(tmp_path)[:2]
     not_an_image = tmp_path / "notes.jpg"
     not_an_image.write_text("this is text")
@@ -111,7 +110,6 @@ def test_unreadable_photos_are_named_and_the_rest_still_predicted(tmp_path):
 
 def test_plain_resnet_runs_every_block(tmp_path):
     info = tiny_run(tmp_path)
-    model = info.model
     plain = build_model("resnet20", len(IDENTITIES), width=0.5)
     info.model = plain
     info.feature_masks = {}

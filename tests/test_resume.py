@@ -15,6 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import comparable_metrics, metrics_rows
 import torch
 
 from facegraph.cli import main
@@ -86,17 +87,6 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.fixture(scope="module")
-def tiny_lfw(tmp_path_factory, data_lfw_dir) -> Path:
-    """6 LFW identities with >= 24 photos, 24 photos each, 32 px, split 50/25/25 (as in test_engine.py)."""
-    from facegraph.data import Selection, prepare_lfw
-
-    out = tmp_path_factory.mktemp("data") / "lfw-tiny"
-    prepare_lfw(out, Selection(image_size=32, min_images=24, per_identity=24, max_identities=6,
-                               split={"train": 0.5, "val": 0.25, "test": 0.25}), lfw_dir=data_lfw_dir)
-    return out
-
-
 def train_args(data: Path, out: Path, *extra: str, overrides: list[str] = TINY) -> list[str]:
     args = ["train", "--config", CONFIG, "--data", str(data), "--out", str(out), *extra]
     for assignment in overrides:
@@ -104,28 +94,12 @@ def train_args(data: Path, out: Path, *extra: str, overrides: list[str] = TINY) 
     return args
 
 
-def metrics_rows(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
-def comparable(rows: list[dict]) -> list[dict]:
-    """Metrics without the wall-clock fields."""
-    clean = []
-    for row in rows:
-        row = json.loads(json.dumps(row))
-        row.pop("seconds")
-        for key in ("images_per_s", "data_wait_fraction"):
-            row["train"].pop(key)
-        clean.append(row)
-    return clean
-
-
 def checkpoint(run: Path, name: str) -> dict:
     return torch.load(RunDir(run).checkpoint_path(name), map_location="cpu", weights_only=True)
 
 
 def assert_same_run(run: Path, reference: Path) -> None:
-    assert comparable(metrics_rows(run)) == comparable(metrics_rows(reference))
+    assert comparable_metrics(metrics_rows(run)) == comparable_metrics(metrics_rows(reference))
     for name in (BEST, LAST):
         ours, theirs = checkpoint(run, name), checkpoint(reference, name)
         assert ours["epoch"] == theirs["epoch"], name
@@ -204,7 +178,7 @@ def test_a_resume_may_lengthen_the_run(tiny_lfw, uninterrupted, tmp_path):
     assert main(train_args(tiny_lfw, run, "--resume", overrides=longer)) == 0
     rows = metrics_rows(run)
     assert [row["epoch"] for row in rows] == list(range(1, EPOCHS + 2))
-    assert comparable(rows[:EPOCHS]) == comparable(metrics_rows(uninterrupted))
+    assert comparable_metrics(rows[:EPOCHS]) == comparable_metrics(metrics_rows(uninterrupted))
     assert json.loads((run / "done.json").read_text())["epochs"] == EPOCHS + 1
     assert json.loads((run / "config.json").read_text())["train"]["epochs"] == EPOCHS + 1
 

@@ -8,7 +8,6 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from matplotlib.figure import Figure
 

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from conftest import TINY_RUN
 import torch
 
 from facegraph import paper
@@ -15,17 +16,7 @@ from facegraph.engine.trained import warm_start
 from facegraph.errors import FacegraphError
 from facegraph.rundir import RunDir, load_checkpoint
 
-TINY = ["model.arch=resnet20", "model.width=0.5", "train.batch_size=8", "train.eval_batch_size=32",
-        "train.precision='fp32'", "train.channels_last=false", "train.threads=1", "gates.always_on_first=1",
-        "gates.always_on_last=1", "gates.downsampling=true"]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(data_synthetic_folder, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "synthetic"
-    prepare_folder(data_synthetic_folder, out, Selection(image_size=32, min_images=10,
-                                                         split={"train": 0.6, "val": 0.2, "test": 0.2}))
-    return out
+TINY = TINY_RUN
 
 
 def train(config: str, data: Path, out: Path, *extra: str) -> Path:
@@ -37,8 +28,8 @@ def train(config: str, data: Path, out: Path, *extra: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def dense_run(tiny_data, tmp_path_factory) -> Path:
-    return train("cpu/resnet50", tiny_data, tmp_path_factory.mktemp("runs") / "dense", "train.epochs=1")
+def dense_run(data_synthetic_32px, tmp_path_factory) -> Path:
+    return train("cpu/resnet50", data_synthetic_32px, tmp_path_factory.mktemp("runs") / "dense", "train.epochs=1")
 
 
 def test_training_epochs_reach_the_step_budget():
@@ -47,13 +38,13 @@ def test_training_epochs_reach_the_step_budget():
     assert training_epochs(18, 1000, 5) == 200  # 40 people x 10 photos: 5 steps per epoch
 
 
-def test_a_small_dataset_trains_to_its_step_budget(tiny_data, tmp_path):
+def test_a_small_dataset_trains_to_its_step_budget(data_synthetic_32px, tmp_path):
     # 24 training images, batch 8: 3 steps per epoch, so 10 steps take 4 epochs although 1 was asked for.
-    run = train("cpu/resnet50", tiny_data, tmp_path / "budget", "train.epochs=1", "train.min_steps=10")
+    run = train("cpu/resnet50", data_synthetic_32px, tmp_path / "budget", "train.epochs=1", "train.min_steps=10")
     assert [row["epoch"] for row in RunDir(run).metrics()] == [1, 2, 3, 4]
 
 
-def test_warm_start_loads_backbone_and_classifier_but_not_gates(dense_run, tiny_data):
+def test_warm_start_loads_backbone_and_classifier_but_not_gates(dense_run, data_synthetic_32px):
     config = load_config("cpu/aig-t0.5", TINY)
     source = load_checkpoint(RunDir(dense_run).checkpoint_path("best"))["model"]
     identities = RunDir(dense_run).dataset()["identities"]
@@ -78,9 +69,9 @@ def test_warm_start_names_every_tensor_that_does_not_fit(dense_run):
         warm_start(wider, dense_run, ["x"] * 4)
 
 
-def test_train_init_from_fine_tunes_a_gated_model(dense_run, tiny_data, tmp_path, capsys):
+def test_train_init_from_fine_tunes_a_gated_model(dense_run, data_synthetic_32px, tmp_path, capsys):
     run = tmp_path / "aig-warm"
-    args = ["train", "--config", "cpu/aig-t0.5", "--data", str(tiny_data), "--out", str(run),
+    args = ["train", "--config", "cpu/aig-t0.5", "--data", str(data_synthetic_32px), "--out", str(run),
             "--init-from", str(dense_run), "--set", "train.epochs=1", "--set", "optim.gate_lr_factor=10"]
     for assignment in TINY:
         args += ["--set", assignment]

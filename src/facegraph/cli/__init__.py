@@ -22,26 +22,37 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Shows every option's default and keeps the Examples sections as written."""
 
 
+def checked_number(kind: type, text: str, low: float | None, high: float | None, *, low_open: bool = False,
+                   high_open: bool = False) -> float:
+    """`text` as an int or float within [low, high] (or open at either end), else an argparse error saying so."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high or value != value:
+        if high is None:
+            bounds = f"{'>' if low_open else '>='} {low}"
+        else:
+            bounds = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise argparse.ArgumentTypeError(f"{text} is out of range: must be {bounds}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
+    return int(checked_number(int, text, 1, None))
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a number > 0."""
+    return float(checked_number(float, text, 0, None, low_open=True))
 
 
 def unit_interval(text: str) -> float:
     """An argparse type: a number in (0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1 (exclusive), got {text}")
-    return value
+    return float(checked_number(float, text, 0, 1, low_open=True, high_open=True))
 
 
 def verbose_parent() -> argparse.ArgumentParser:

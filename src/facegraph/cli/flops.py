@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from facegraph.cli import add_subcommand, positive_int, unit_interval
+from facegraph.cli import add_subcommand, checked_number, positive_float, positive_int, unit_interval
 
 COUNTED = "Conv2d (conv), Linear (linear), BatchNorm (norm: 1 MAC per element); not counted: ReLU, additions, pooling"
 ARCH_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet20", "resnet32", "resnet56",
@@ -18,20 +18,7 @@ EXAMPLES = """  facegraph flops                                   # the paper's 
 
 
 def image_size(text: str) -> int:
-    value = positive_int(text)
-    if value < 32:
-        raise argparse.ArgumentTypeError(f"expected an image size >= 32, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
-    return value
+    return int(checked_number(int, text, 32, None))
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -15,6 +15,7 @@ from facegraph.data.sources.download import HttpOptions
 from facegraph.data.sources.folder import prepare_folder
 from facegraph.data.sources.imdb_face import DOWNLOAD_WORKERS, PAPER_ASPECT_RATIO, prepare_imdb_face, prepare_imdb_face_lists
 from facegraph.data.sources.lfw import LFW_MIN_IMAGES, LFW_VARIANTS, prepare_lfw
+from facegraph.cli import checked_number, positive_float, positive_int
 from facegraph.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -52,44 +53,24 @@ SOURCE_EXAMPLES = {
 }
 
 
-def _checked(kind: type, text: str, low: float | None, high: float | None, *, low_open: bool = False) -> float:
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
-    too_low = low is not None and (value <= low if low_open else value < low)
-    if too_low or (high is not None and value > high) or value != value:
-        bounds = f"{'>' if low_open else '>='} {low}" if high is None else f"in {'(' if low_open else '['}{low}, {high}]"
-        raise argparse.ArgumentTypeError(f"{text} is out of range: must be {bounds}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    return int(_checked(int, text, 1, None))
-
-
 def _non_negative_int(text: str) -> int:
-    return int(_checked(int, text, 0, None))
+    return int(checked_number(int, text, 0, None))
 
 
 def _seed(text: str) -> int:
-    return int(_checked(int, text, 0, 2**63 - 1))
+    return int(checked_number(int, text, 0, 2**63 - 1))
 
 
 def _image_size(text: str) -> int:
-    return int(_checked(int, text, 8, 4096))
-
-
-def _positive_float(text: str) -> float:
-    return float(_checked(float, text, 0, None, low_open=True))
+    return int(checked_number(int, text, 8, 4096))
 
 
 def _non_negative_float(text: str) -> float:
-    return float(_checked(float, text, 0, None))
+    return float(checked_number(float, text, 0, None))
 
 
 def _crop_fraction(text: str) -> float:
-    return float(_checked(float, text, 0.05, 1.0))
+    return float(checked_number(float, text, 0.05, 1.0))
 
 
 def _split(text: str) -> dict[str, float]:
@@ -108,12 +89,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def _add_selection(parser: argparse.ArgumentParser, *, min_images: int, per_identity: int | None, workers: int, image_size: int = 128) -> None:
     group = parser.add_argument_group("selection")
     group.add_argument("--image-size", type=_image_size, default=image_size, metavar="PX", help="side of the square images in pixels, 8-4096 (default %(default)s)")
-    group.add_argument("--min-images", type=_positive_int, default=min_images, metavar="N", help="keep identities with at least this many usable images (default %(default)s)")
-    group.add_argument("--per-identity", type=_positive_int, default=per_identity, metavar="N", help="sample this many images per identity, seeded (default: %(default)s)")
-    group.add_argument("--max-identities", type=_positive_int, metavar="N", help="stop after this many identities, a seeded subset for quick runs (default: all)")
+    group.add_argument("--min-images", type=positive_int, default=min_images, metavar="N", help="keep identities with at least this many usable images (default %(default)s)")
+    group.add_argument("--per-identity", type=positive_int, default=per_identity, metavar="N", help="sample this many images per identity, seeded (default: %(default)s)")
+    group.add_argument("--max-identities", type=positive_int, metavar="N", help="stop after this many identities, a seeded subset for quick runs (default: all)")
     group.add_argument("--split", type=_split, default="80/20", metavar="PCT", help="per-identity split in percent summing to 100: train/test or train/val/test (default %(default)s)")
     group.add_argument("--seed", type=_seed, default=0, help="seed of sampling and split, >= 0, recorded in prepare.json (default %(default)s)")
-    group.add_argument("--workers", type=_positive_int, default=workers, metavar="N", help="parallel workers (default %(default)s)")
+    group.add_argument("--workers", type=positive_int, default=workers, metavar="N", help="parallel workers (default %(default)s)")
 
 
 def _selection(args: argparse.Namespace) -> Selection:
@@ -177,10 +158,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     imdb.add_argument("--images", type=Path, metavar="DIR", help="with --split-lists: the folder holding images/<split>/<n>.jpg (required there)")
     imdb.add_argument("--annotations", type=Path, metavar="CSV", help="the paper's manual_annotations.csv (default: none)")
     imdb.add_argument("--only-annotated", action="store_true", help="with --csv: only identities in --annotations (default: all)")
-    imdb.add_argument("--aspect-ratio", type=_positive_float, nargs=2, default=PAPER_ASPECT_RATIO, metavar=("LOW", "HIGH"),
+    imdb.add_argument("--aspect-ratio", type=positive_float, nargs=2, default=PAPER_ASPECT_RATIO, metavar=("LOW", "HIGH"),
                       help="keep boxes with width/height in this range (default 0.75 1.25)")
     imdb.add_argument("--download-dir", type=Path, metavar="DIR", help="downloaded photos, reused by later runs (default OUT-downloads)")
-    imdb.add_argument("--timeout", type=_positive_float, default=10.0, metavar="S", help="seconds per request, > 0 (default %(default)s)")
+    imdb.add_argument("--timeout", type=positive_float, default=10.0, metavar="S", help="seconds per request, > 0 (default %(default)s)")
     imdb.add_argument("--retries", type=_non_negative_int, default=3, metavar="N", help="retries after a failed request, >= 0 (default %(default)s)")
     imdb.add_argument("--backoff", type=_non_negative_float, default=0.5, metavar="S", help="seconds before the first retry, doubled each time, >= 0 (default %(default)s)")
     _add_common(imdb)
