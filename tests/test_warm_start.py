@@ -92,3 +92,18 @@ def test_without_a_val_split_the_checkpoint_is_chosen_on_training_images_held_ou
     run = train("cpu/resnet50", data, tmp_path / "run", "train.epochs=1", "data.val_from_train=0.25")
     (row,) = RunDir(run).metrics()
     assert "val" in row and RunDir(run).dataset()["val_from_train"] == len(held)
+
+
+def test_table2_warm_start_fine_tunes_every_row_from_the_resnet_of_its_seed(data_synthetic_32px, tmp_path):
+    out = tmp_path / "table"
+    args = ["table2", "--preset", "cpu", "--data", str(data_synthetic_32px), "--out", str(out), "--models",
+            "resnet50,aig-t0.5", "--warm-start", "1", "--set", "train.epochs=1"]
+    for assignment in TINY:
+        args += ["--set", assignment]
+    assert main(args) == 0
+    base = out / "resnet50-seed0"
+    for name in ("resnet50-warm1-seed0", "aig-t0.5-warm1-seed0"):
+        config = RunDir(out / name).config()
+        assert config.model.init_from == str(base) and config.optim.lr == 0.01 and config.train.epochs == 1
+    table = (out / "table2.md").read_text()
+    assert "fine-tuned 1 epochs at lr 0.01" in table and "Paired against the ResNet" in table

@@ -72,11 +72,22 @@ def verify_run(run_dir: Path, verification: VerificationPairs) -> dict:
     return verify_pairs(trained, pair_set, flip=True).summary
 
 
+@dataclass(frozen=True)
+class WarmStart:
+    """Fine-tune every row from the table's own ResNet run of the same seed, as ConvNet-AIG's --pretrained: the
+    ResNet row too (from itself), so that every row has the same total number of epochs and the same schedule."""
+
+    epochs: int
+    lr: float = 0.01
+
+
 def run_table2(preset: str, data: str | Path, out: str | Path, *, seeds: int = 1,
                overrides: list[str] | None = None, models: list[str] | None = None,
-               verification: VerificationPairs | None = None) -> tuple[Path, list[dict]]:
+               verification: VerificationPairs | None = None,
+               warm_start: WarmStart | None = None) -> tuple[Path, list[dict]]:
     """Train/evaluate each model of Table II (reusing finished runs) and write table2.md / table2.csv in `out`; with
-    `verification`, every run is also verified on the same pairs (a column of the table)."""
+    `verification`, every run is also verified on the same pairs (a column of the table); with `warm_start`, every
+    row fine-tunes from the ResNet run `<resnet>-seed<s>` trained first."""
     if preset not in TABLE2_ROWS:
         raise FacegraphError(f"unknown preset {preset!r}; choose one of {', '.join(TABLE2_ROWS)}")
     names = models or TABLE2_ROWS[preset]
@@ -84,25 +95,39 @@ def run_table2(preset: str, data: str | Path, out: str | Path, *, seeds: int = 1
     if unknown:
         raise FacegraphError(f"--models: {preset} has no preset {', '.join(unknown)} (it has: "
                              f"{', '.join(TABLE2_ROWS[preset])})")
-    out = Path(out)
+    out, data = Path(out), Path(data)
     # Every config is loaded (and validated) before the first run starts.
     configs = {name: [load_config(f"{preset}/{name}", [*(overrides or []), f"train.seed={seed}"])
                       for seed in range(seeds)] for name in names}
+    suffix = ""
+    if warm_start is not None:
+        base = next((name for name in names if configs[name][0].model.variant == "resnet"), None)
+        if base is None:
+            raise FacegraphError("--warm-start needs a ResNet among --models to start from")
+        suffix = f"-warm{warm_start.epochs}"
+        out.mkdir(parents=True, exist_ok=True)
+        for seed, config in enumerate(configs[base]):
+            ensure_run(config, data, out / f"{base}-seed{seed}")
+        configs = {name: [load_config(f"{preset}/{name}", [
+            *(overrides or []), f"train.seed={seed}", f"train.epochs={warm_start.epochs}", f"optim.lr={warm_start.lr}",
+            f"model.init_from={str(out / f'{base}-seed{seed}')!r}"]) for seed in range(seeds)] for name in names}
     out.mkdir(parents=True, exist_ok=True)
     rows_in = []
     for name, seed_configs in configs.items():
         model = ModelRuns(name, seed_configs[0])
         for seed, config in enumerate(seed_configs):
-            run_dir = out / f"{name}-seed{seed}"
-            evaluation = ensure_run(config, Path(data), run_dir)
+            run_dir = out / f"{name}{suffix}-seed{seed}"
+            evaluation = ensure_run(config, data, run_dir)
             if verification is not None:
                 evaluation = {**evaluation, "verification": verify_run(run_dir, verification)}
             model.evaluations.append(evaluation)
             model.run_dirs.append(run_dir)
         rows_in.append(model)
     rows = table_rows(rows_in)
-    markdown, _ = write_table(rows, out, f"{preset} preset, {seeds} seed{'s' if seeds > 1 else ''}",
-                              paired_rows(rows_in))
+    title = f"{preset} preset, {seeds} seed{'s' if seeds > 1 else ''}"
+    if warm_start is not None:
+        title += f", every row fine-tuned {warm_start.epochs} epochs at lr {warm_start.lr:g} from the ResNet run"
+    markdown, _ = write_table(rows, out, title, paired_rows(rows_in))
     return markdown, rows
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from facegraph.cli import add_subcommand, positive_int
+from facegraph.cli import add_subcommand, positive_float, positive_int
 
 PRESETS = ("cpu", "paper")
 EXAMPLES = """  facegraph table2 --preset cpu --data data/lfw10 --out table2-cpu
@@ -12,6 +12,8 @@ EXAMPLES = """  facegraph table2 --preset cpu --data data/lfw10 --out table2-cpu
   facegraph table2 --preset cpu --data data/celeba --out table2-celeba --models arcface,arcface-aig-t0.5 \
       --verify-pairs $FACEGRAPH_DATA/lfw/pairs.txt --verify-images $FACEGRAPH_DATA/lfw/lfw-deepfunneled \
       --verify-center-crop 0.45
+  facegraph table2 --preset cpu --data data/lfw10 --out table2-cpu --seeds 3 --models resnet50,aig-t0.5 \
+      --warm-start 12                                                # fine-tune each row from the ResNet run
   facegraph table2 --preset paper --data data/imdb-face --out table2-paper      # on a GPU
 """
 
@@ -32,6 +34,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--verify-center-crop", type=float, metavar="FRACTION",
                         help="centre crop for the verification photos (e.g. 0.45 for deep-funneled LFW when the runs "
                              "were trained on CelebA face crops; default: the run's own)")
+    parser.add_argument("--warm-start", type=positive_int, metavar="EPOCHS",
+                        help="fine-tune every row (the ResNet too) for EPOCHS from the table's ResNet run of the same "
+                             "seed (ConvNet-AIG's --pretrained); rows then share total epochs and schedule")
+    parser.add_argument("--warm-start-lr", type=positive_float, default=0.01, help="learning rate of the fine-tuning")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key in every run, e.g. --set train.epochs=2")
     parser.set_defaults(run=run)
@@ -39,13 +45,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from facegraph.rundir import check_output_folder
-    from facegraph.workflows import run_table2
+    from pathlib import Path
+
+    from facegraph.errors import ConfigError
+    from facegraph.workflows import VerificationPairs, WarmStart, run_table2
 
     check_output_folder(args.out)
-
+    if (args.verify_pairs is None) != (args.verify_images is None):
+        raise ConfigError("--verify-pairs and --verify-images go together")
+    verification = None if args.verify_pairs is None else VerificationPairs(
+        Path(args.verify_pairs), Path(args.verify_images), args.verify_center_crop)
     models = args.models.split(",") if args.models else None
     markdown, _ = run_table2(args.preset, args.data, args.out, seeds=args.seeds, overrides=args.overrides,
-                             models=models)
+                             models=models, verification=verification,
+                             warm_start=WarmStart(args.warm_start, args.warm_start_lr) if args.warm_start else None)
     print(markdown.read_text())
     print(f"written: {markdown} and {markdown.with_suffix('.csv')}")
     return 0
