@@ -1,7 +1,7 @@
 """Training-step throughput on the CPU preset: images/s and the fraction of step time spent waiting for data.
 
 Compares fp32 and bf16 autocast, with and without channels_last, side by side in one run, on the real cached loader
-(LFW prepared at 64 px), so the CPU defaults in configs/cpu/ rest on a measurement.
+(LFW prepared at 64 px), so the CPU defaults in the cpu/ presets rest on a measurement.
 
     python benchmarks/train_step.py [--data PREPARED_DIR] [--steps 20] [--config cpu/aig-t0.5]
 """
