@@ -56,5 +56,5 @@ def test_help_does_not_load_torch():
 def test_presets_lists_every_shipped_preset(capsys):
     assert main(["presets"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert {"cpu/resnet50", "cpu/aig-t0.5", "paper/iig-gender-age", "cpu/arcface"} <= set(listed)
+    assert {"cpu/resnet50", "cpu/aig-t0.5", "paper/iig-gender-age", "cpu/cosface"} <= set(listed)
     assert not any(name.endswith("/base") for name in listed)

@@ -18,24 +18,24 @@ TINY = TINY_RUN + ["train.epochs=2"]
 
 
 def test_a_margin_config_builds_a_cosine_classifier_and_its_loss():
-    config = load_config("cpu/arcface-aig-t0.5", TINY)
+    config = load_config("cpu/cosface-aig-t0.5", TINY)
     model = paper.model_from_config(config, 7)
     assert isinstance(model.fc, CosineClassifier) and model.logit_scale == 30.0 and model.num_gates > 0
     weights = paper.loss_weights(config, [], model.num_gates)
-    assert (weights.margin, weights.margin_m, weights.margin_scale) == ("arcface", 0.5, 30.0)
+    assert (weights.margin, weights.margin_m, weights.margin_scale) == ("cosface", 0.35, 30.0)
     assert weights.target_weight == 1.0  # the AIG loss is unchanged
     plain = paper.loss_weights(load_config("cpu/aig-t0.5", TINY), [], model.num_gates)
     assert plain.margin is None and not isinstance(paper.model_from_config(load_config("cpu/aig-t0.5"), 7).fc,
                                                    CosineClassifier)
     with pytest.raises(ConfigError, match="loss.margin must be none, arcface or cosface"):
-        load_config("cpu/arcface", ["loss.margin=sphereface"])
+        load_config("cpu/cosface", ["loss.margin=sphereface"])
 
 
-@pytest.mark.parametrize("preset", ["cpu/arcface", "cpu/arcface-aig-t0.5"])
-def test_margin_runs_train_and_report_probabilities(data_synthetic_32px, tmp_path, preset):
+@pytest.mark.parametrize("preset, margin", [("cpu/cosface", []), ("cpu/cosface-aig-t0.5", ["loss.margin=arcface"])])
+def test_margin_runs_train_and_report_probabilities(data_synthetic_32px, tmp_path, preset, margin):
     run = tmp_path / "run"
     args = ["train", "--config", preset, "--data", str(data_synthetic_32px), "--out", str(run)]
-    for assignment in TINY:
+    for assignment in [*TINY, *margin]:
         args += ["--set", assignment]
     assert main(args) == 0
     rows = RunDir(run).metrics()

@@ -9,7 +9,7 @@ from facegraph.cli import add_subcommand, positive_float, positive_int
 PRESETS = ("cpu", "paper")
 EXAMPLES = """  facegraph table2 --preset cpu --data data/lfw10 --out table2-cpu
   facegraph table2 --preset cpu --data data/lfw10 --out table2-cpu --seeds 3 --models resnet50,aig-t0.5
-  facegraph table2 --preset cpu --data data/celeba --out table2-celeba --models arcface,arcface-aig-t0.5 \
+  facegraph table2 --preset cpu --data data/celeba --out table2-celeba --models cosface,cosface-aig-t0.5 \
       --verify-pairs $FACEGRAPH_DATA/lfw/pairs.txt --verify-images $FACEGRAPH_DATA/lfw/lfw-deepfunneled \
       --verify-center-crop 0.45
   facegraph table2 --preset cpu --data data/lfw10 --out table2-cpu --seeds 3 --models resnet50,aig-t0.5 \
