@@ -251,7 +251,8 @@ def data_http_server() -> Iterator[LoopbackServer]:
 
 # A run small enough for a unit test: resnet20 at half width, fp32, one thread; with the synthetic data below.
 TINY_RUN = ["model.arch=resnet20", "model.width=0.5", "train.batch_size=8", "train.eval_batch_size=32",
-            "train.precision='fp32'", "train.channels_last=false", "train.threads=1", "gates.always_on_first=1",
+            "train.precision='fp32'", "train.channels_last=false", "train.threads=1", "train.min_steps=0",
+            "gates.always_on_first=1",
             "gates.always_on_last=1", "gates.downsampling=true"]
 
 

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "api.md"
 PEOPLE = {"Ann_Able": ((200, 40, 40), "female"), "Bob_Baker": ((40, 200, 40), "male"),
           "Cid_Cole": ((40, 40, 200), "male"), "Dee_Dunn": ((200, 200, 40), "female")}
-TRAIN_OPTIONS = ["--set", "train.epochs=1", "--set", "model.arch=resnet20", "--set", "model.image_size=32",
+TRAIN_OPTIONS = ["--set", "train.epochs=1", "--set", "train.min_steps=0", "--set", "model.arch=resnet20", "--set", "model.image_size=32",
                  "--set", "train.batch_size=16", "--set", "train.precision=fp32", "--set", "train.channels_last=false",
                  "--set", "optim.warmup_epochs=0"]
 

@@ -19,7 +19,7 @@ from facegraph.data import Selection, prepare_folder
 
 CONFIG = "cpu/aig-t0.5"
 # One fast epoch: a CIFAR-style ResNet-20 at 32 px, one step per epoch on the synthetic data.
-TINY = ["model.arch=resnet20", "train.epochs=1", "train.batch_size=16", "train.eval_batch_size=64",
+TINY = ["model.arch=resnet20", "train.epochs=1", "train.min_steps=0", "train.batch_size=16", "train.eval_batch_size=64",
         "train.precision='fp32'", "train.channels_last=false", "train.threads=1"]
 COLOURS = {"Ann_Able": (200, 40, 40), "Bob_Baker": (40, 200, 40), "Cid_Cole": (40, 40, 200),
            "Dee_Dunn": (200, 200, 40), "Eve_Ewing": (40, 200, 200)}

@@ -7,7 +7,8 @@ from facegraph.cli import main
 
 def test_demo_writes_everything_into_one_folder(data_root, tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--data", str(data_root), "--set", "train.epochs=1"]) == 0
+    assert main(["demo", "--out", str(out), "--data", str(data_root), "--set", "train.epochs=1",
+                 "--set", "train.min_steps=0"]) == 0
     printed = capsys.readouterr().out
     assert str(out / "report") in printed and str(out / "table2.md") in printed
     prepare = json.loads((out / "data" / "lfw10-64px" / "prepare.json").read_text())

@@ -21,7 +21,7 @@ from facegraph.models import stage_first_blocks
 
 REPO = Path(__file__).resolve().parents[1]
 # Small and fast: 32 px, a handful of identities, two epochs.
-TINY = ["model.image_size=32", "train.epochs=2", "train.batch_size=16", "train.eval_batch_size=64",
+TINY = ["model.image_size=32", "train.epochs=2", "train.min_steps=0", "train.batch_size=16", "train.eval_batch_size=64",
         "train.precision='fp32'", "train.channels_last=false", "train.threads=1"]
 
 

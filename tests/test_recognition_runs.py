@@ -34,7 +34,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     prepare_folder(LFW, data, Selection(image_size=32, min_images=10, per_identity=10, max_identities=5,
                                         split={"train": 0.6, "val": 0.2, "test": 0.2}, workers=1), center_crop=0.45)
     assert main(["train", "--config", "cpu/resnet50", "--data", str(data), "--out", str(run),
-                 "--set", "train.epochs=1", "--set", "model.image_size=32", "--set", "model.arch=resnet20",
+                 "--set", "train.epochs=1", "--set", "train.min_steps=0", "--set", "model.image_size=32", "--set", "model.arch=resnet20",
                  "--set", "train.batch_size=8", "--set", "train.precision=fp32", "--set", "train.channels_last=false",
                  "--set", "optim.warmup_epochs=0"]) == 0
     identities = json.loads((run / "dataset.json").read_text())["identities"]

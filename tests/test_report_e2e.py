@@ -22,7 +22,7 @@ def test_train_then_report_and_predict(tmp_path, capsys):
                  "--per-identity", "10", "--image-size", "32", "--center-crop", "0.45", "--split", "60/20/20",
                  "--attributes-lfw", str(LFW), "--out", str(data), "--no-progress"]) == 0
     assert main(["train", "--config", "cpu/iig-gender", "--data", str(data), "--out", str(run),
-                 "--set", "train.epochs=1", "--set", "model.image_size=32", "--set", "model.arch=resnet20",
+                 "--set", "train.epochs=1", "--set", "train.min_steps=0", "--set", "model.image_size=32", "--set", "model.arch=resnet20",
                  "--set", "train.batch_size=16", "--set", "train.precision=fp32", "--set", "train.channels_last=false",
                  "--set", "optim.warmup_epochs=0"]) == 0
     capsys.readouterr()

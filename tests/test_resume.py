@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = "cpu/aig-t0.5"
 EPOCHS = 3
 # 32 px, a CIFAR-style ResNet-20 with the cpu/aig-t0.5 gates: a 3-epoch run takes a few seconds.
-TINY = ["model.image_size=32", "model.arch=resnet20", f"train.epochs={EPOCHS}", "train.batch_size=16",
+TINY = ["model.image_size=32", "model.arch=resnet20", f"train.epochs={EPOCHS}", "train.min_steps=0", "train.batch_size=16",
         "train.eval_batch_size=64", "train.precision='fp32'", "train.channels_last=false", "train.threads=1"]
 KILLED = 9
 

@@ -96,7 +96,7 @@ def test_installed_wheel_has_presets_and_trains(tmp_path):
     run([str(bin_dir / "facegraph"), "prepare", "folder", "faces", "--min-images", "10", "--image-size", "32",
          "--center-crop", "0.9", "--split", "60/20/20", "--out", "data", "--no-progress"], work, env)
     run([str(bin_dir / "facegraph"), "train", "--config", "cpu/resnet50", "--data", "data", "--out", "runs/resnet50",
-         "--set", "train.epochs=1", "--set", "model.image_size=32", "--set", "train.batch_size=16",
+         "--set", "train.epochs=1", "--set", "train.min_steps=0", "--set", "model.image_size=32", "--set", "train.batch_size=16",
          "--set", "train.precision=fp32", "--set", "train.channels_last=false", "--set", "optim.warmup_epochs=0"],
         work, env, timeout=240)
     assert (work / "runs" / "resnet50" / "done.json").is_file()
