@@ -28,8 +28,9 @@ from typing import Callable
 import torch
 
 from facegraph.flops import cost_table
-from facegraph.graphs import middle_blocks, paper_schedule, target_rate_schedule
-from facegraph.models import GatedResNet, build_model, num_blocks, stage_first_blocks
+from facegraph import paper
+from facegraph.config import load_config
+from facegraph.models import GatedResNet, build_model
 
 SPREAD_WARNING = 0.10
 VARIANTS = ("unfused dense", "fused dense", "fused skip")
@@ -44,16 +45,15 @@ class BenchModel:
     schedule: list[float]
 
 
-def cpu_preset_schedule() -> list[float]:
-    """The CPU preset's gating of ResNet-50: the middle blocks without the first 3, the last and the strided ones."""
-    strided = set(stage_first_blocks("resnet50")[1:])
-    gated = [block for block in middle_blocks(num_blocks("resnet50"), 3, 1) if block not in strided]
-    return target_rate_schedule(num_blocks("resnet50"), gated, 0.5)
+def preset_model(preset: str, image_size: int, num_classes: int) -> BenchModel:
+    """The network a preset trains (facegraph.paper), at the image size and class count of its dataset."""
+    config = load_config(preset)
+    return BenchModel(config.model.arch, config.model.width, image_size, num_classes, paper.target_rates(config))
 
 
 MODELS = {
-    "paper": BenchModel("resnet101", 1.0, 128, 750, paper_schedule(0.5)),
-    "cpu": BenchModel("resnet50", 0.25, 64, 158, cpu_preset_schedule()),
+    "paper": preset_model("paper/aig-t0.5", 128, 750),  # ResNet-101, the middle 23 blocks gated
+    "cpu": preset_model("cpu/aig-t0.5", 64, 158),  # ResNet-50 (width 0.25), 9 of 16 blocks gated, on LFW
 }
 
 

@@ -18,16 +18,18 @@ import time
 import torch
 from torch.nn import functional as F
 
-from facegraph.graphs import middle_blocks, target_rate_loss, target_rate_schedule
-from facegraph.models import GatedResNet, autocast, build_model, num_blocks, stage_first_blocks
+from facegraph import paper
+from facegraph.config import load_config
+from facegraph.graphs import target_rate_loss, target_rate_schedule
+from facegraph.models import GatedResNet, autocast, build_model, num_blocks
 
 ARCH, WIDTH, IMAGE_SIZE, NUM_CLASSES, BATCH = "resnet50", 0.25, 64, 158, 64
 
 
 def cpu_preset_gated_blocks() -> list[int]:
-    """The CPU preset's gated blocks: all but the first 3, the last one and each stage's strided first block."""
-    strided = set(stage_first_blocks(ARCH)[1:])
-    return [block for block in middle_blocks(num_blocks(ARCH), 3, 1) if block not in strided]
+    """The CPU preset's gated blocks (facegraph.paper: all but the first 3, the last one and each stage's strided
+    first block)."""
+    return paper.gated_blocks(load_config("cpu/aig-t0.5"))
 
 
 def train_step(model: GatedResNet, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,

@@ -133,9 +133,3 @@ def cost_table(model: GatedResNet, image_size: int) -> CostTable:
             handle.remove()
         model.train(was_training)
     return table
-
-
-def mean_std(values: torch.Tensor) -> tuple[float, float]:
-    """Mean and (population) standard deviation of per-image costs."""
-    values = values.double()
-    return float(values.mean()), float(values.std(unbiased=False))

@@ -25,6 +25,7 @@ from PIL import Image
 
 from facegraph.data.build import default_workers
 from facegraph.data.images import normalize
+from facegraph.data.locate import cache_root
 from facegraph.data.prepared import MANIFEST_FILE, PreparedDataset
 from facegraph.errors import DataError
 
@@ -53,7 +54,7 @@ def _cache_location(root: Path) -> Path:
         pass
     # A read-only dataset (a shared folder): cache under the user's cache directory instead.
     key = hashlib.sha256(str(root.resolve()).encode("utf-8")).hexdigest()[:16]
-    fallback = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facegraph" / "prepared" / key
+    fallback = cache_root() / "prepared" / key
     fallback.mkdir(parents=True, exist_ok=True)
     return fallback
 

@@ -1,4 +1,5 @@
-"""Where the real face data lives: the ``FACEGRAPH_DATA`` environment variable (CI sets it to ``../shared/data``)."""
+"""Where data lives: the real face data (the ``FACEGRAPH_DATA`` environment variable; CI sets it to ``../shared/data``)
+and facegraph's own cache (downloads, image caches of read-only datasets)."""
 
 from __future__ import annotations
 
@@ -15,3 +16,8 @@ def find_data_root() -> Path | None:
         return None
     root = Path(value).expanduser()
     return root if root.is_dir() else None
+
+
+def cache_root() -> Path:
+    """facegraph's folder in the user's cache directory ($XDG_CACHE_HOME, else ~/.cache)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facegraph"

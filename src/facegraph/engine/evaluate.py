@@ -18,7 +18,7 @@ from facegraph.data import UNKNOWN, PreparedDataset, load_prepared, make_loader
 from facegraph.engine.metrics import topk_correct
 from facegraph.engine.trained import TrainedRun, inference_precision, load_trained
 from facegraph.errors import DataError, FacegraphError
-from facegraph.flops import CONV_ONLY, CostTable, mean_std
+from facegraph.flops import CONV_ONLY, CostTable
 from facegraph.graphs import label_prototypes, read_out
 from facegraph.models import GatedResNet
 from facegraph.rundir import BEST, dataset_fingerprint, image_records_header, write_image_records
@@ -67,8 +67,9 @@ def summarize_predictions(predictions: SplitOutputs, table: CostTable) -> dict:
     """Accuracy, per-image cost (mean +- std) and open rate per gated block."""
     per_image = table.per_image_macs(predictions.gate_values) / 1e9
     per_image_conv = table.per_image_macs(predictions.gate_values, CONV_ONLY) / 1e9
-    mean, std = mean_std(per_image)
-    conv_mean, conv_std = mean_std(per_image_conv)
+    # Over the images of the split: the population standard deviation describes them, it estimates nothing.
+    mean, std = float(per_image.double().mean()), float(per_image.double().std(unbiased=False))
+    conv_mean, conv_std = float(per_image_conv.double().mean()), float(per_image_conv.double().std(unbiased=False))
     return {
         "images": len(predictions.indices),
         "top1": float(predictions.top1_correct.float().mean()),

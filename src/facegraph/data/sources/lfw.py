@@ -21,7 +21,7 @@ from pathlib import Path
 
 from facegraph.data.attributes import UNKNOWN, IdentityAttributes, annotations_by_name, majority_per_identity, read_coded_annotations
 from facegraph.data.build import PrepareResult, Selection, build_prepared, check_output_apart
-from facegraph.data.locate import find_data_root
+from facegraph.data.locate import cache_root, find_data_root
 from facegraph.data.sources.download import DownloadFailed, HttpOptions, download_file
 from facegraph.data.sources.folder import add_folder_attributes, scan_folder
 from facegraph.data.textfile import read_lines
@@ -273,7 +273,7 @@ def fetch_lfw_pairs(cache_dir: str | Path, mirrors: Sequence[LfwDownload] = LFW_
 
 
 def default_lfw_cache() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facegraph" / "lfw"
+    return cache_root() / "lfw"
 
 
 def locate_lfw(cache_dir: str | Path | None = None, mirrors: Sequence[LfwDownload] = LFW_MIRRORS, *, progress: bool = False) -> Path:
