@@ -53,6 +53,16 @@ def test_help_does_not_load_torch():
     assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
 
 
+def test_top_level_help_imports_no_subcommand_module(capsys):
+    """`facegraph --help` lists every subcommand from its summary alone: no subcommand module, no numpy."""
+    code = ("import sys\nfrom facegraph.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('facegraph.cli.') or m in ('numpy', 'torch')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip().splitlines()[-1] == "[]", result.stdout + result.stderr
+    for name in SUBCOMMANDS:
+        assert name in result.stdout
+
+
 def test_presets_lists_every_shipped_preset(capsys):
     assert main(["presets"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]

@@ -14,8 +14,22 @@ import sys
 from facegraph import __version__
 from facegraph.errors import FacegraphError
 
-# In the order `facegraph --help` lists them: the path a batch of photos takes, then the tools.
-SUBCOMMANDS = ("prepare", "train", "evaluate", "table2", "demo", "report", "predict", "embed", "verify", "export", "flops", "presets")
+# Name -> one-line summary, in the order `facegraph --help` lists them: the path a batch of photos takes, then the
+# tools. A subcommand's module is imported only when its own parser is needed (see build_parser).
+SUBCOMMANDS = {
+    "prepare": "prepare a face dataset (IMDb-Face, a folder per identity such as LFW, CelebA)",
+    "train": "train a model; writes a run directory",
+    "evaluate": "evaluate a run directory on a split",
+    "table2": "train + evaluate the six Table II models and tabulate them",
+    "demo": "prepare LFW, train ResNet/AIG/IIG at CPU scale, evaluate, report",
+    "report": "HTML report with the paper's figures and Table II for trained runs",
+    "predict": "identify faces in photos with a trained run and show their graphs",
+    "embed": "face embeddings (pooled features before the classifier) of photos",
+    "verify": "face verification on pairs: 10-fold accuracy, ROC AUC, TAR at FAR",
+    "export": "export a trained run's model for sharing (weights, TorchScript, ONNX)",
+    "flops": "per-image MACs/FLOPs of an architecture or a preset",
+    "presets": "list the shipped presets (what --config accepts by name)",
+}
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -63,14 +77,18 @@ def verbose_parent() -> argparse.ArgumentParser:
     return parent
 
 
-def add_subcommand(subparsers: argparse._SubParsersAction, name: str, summary: str, description: str,
+def add_subcommand(subparsers: argparse._SubParsersAction, name: str, description: str,
                    examples: str) -> argparse.ArgumentParser:
-    """A subcommand parser with the house conventions: defaults shown, -v accepted, an Examples section."""
-    return subparsers.add_parser(name, help=summary, description=description, epilog="examples:\n" + examples,
-                                 formatter_class=HelpFormatter, parents=[verbose_parent()])
+    """A subcommand parser with the house conventions: its SUBCOMMANDS summary, defaults shown, -v accepted, an
+    Examples section."""
+    return subparsers.add_parser(name, help=SUBCOMMANDS[name], description=description,
+                                 epilog="examples:\n" + examples, formatter_class=HelpFormatter,
+                                 parents=[verbose_parent()])
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; given `argv`, only the subcommand it names is built in full (the others are listed by
+    name and summary), so that `facegraph --help` imports no subcommand module."""
     parser = argparse.ArgumentParser(
         prog="facegraph", formatter_class=HelpFormatter,
         description="Face recognition with adaptive (ConvNet-AIG) and interpretable (ConvNet-IIG) inference graphs.",
@@ -81,14 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"facegraph {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages and show tracebacks")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        importlib.import_module(f"facegraph.cli.{name}").add_parser(subparsers)
+    chosen = None if argv is None else next((word for word in argv if word in SUBCOMMANDS), "")
+    for name, summary in SUBCOMMANDS.items():
+        if chosen is None or name == chosen:
+            importlib.import_module(f"facegraph.cli.{name}").add_parser(subparsers)
+        else:
+            subparsers.add_parser(name, help=summary, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

@@ -13,7 +13,7 @@ EXAMPLES = """  FACEGRAPH_DATA=../shared/data facegraph demo --out facegraph-dem
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = add_subcommand(subparsers, "demo", "prepare LFW, train ResNet/AIG/IIG at CPU scale, evaluate, report",
+    parser = add_subcommand(subparsers, "demo",
                             "The main job: prepare LFW (>= 10 photos per person, 64 px), train a ResNet-50 (width "
                             "0.25), a ConvNet-AIG [t=0.5] and a ConvNet-IIG (Gender), evaluate them, write Table II "
                             "and the HTML report. Finished runs are reused.", EXAMPLES)

@@ -14,8 +14,7 @@ EXAMPLES = """  facegraph embed runs/aig photos/*.jpg --out embeddings.npz
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = add_subcommand(
-        subparsers, "embed", "face embeddings (pooled features before the classifier) of photos",
+    parser = add_subcommand(subparsers, "embed",
         "Embeds photos with a trained run: the pooled features before the classifier, L2-normalised, computed with "
         "deterministic skipping gates. Writes an .npz with names (image paths), embeddings (N, D), gates (N, k), "
         "gmacs (N,: each image's cost from the run's cost table) and dense_gmacs; with --flip also flip_embeddings "

@@ -14,7 +14,7 @@ EXAMPLES = """  facegraph evaluate runs/aig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = add_subcommand(subparsers, "evaluate", "evaluate a run directory on a split",
+    parser = add_subcommand(subparsers, "evaluate",
                             "Evaluate a run's checkpoint on one split with deterministic, skipping gates; writes "
                             "eval/<split>.json and eval/<split>-images.csv into the run.", EXAMPLES)
     parser.add_argument("run_dir", metavar="RUN", help="run directory written by `facegraph train`")

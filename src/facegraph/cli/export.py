@@ -15,7 +15,7 @@ EXAMPLES = """  facegraph export runs/iig --out shared/iig                      
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = add_subcommand(subparsers, "export", "export a trained run's model for sharing (weights, TorchScript, ONNX)",
+    parser = add_subcommand(subparsers, "export",
                             "Write the run's model with its config, preprocessing (dataset.json: image size, crop, "
                             "mean, std) and identity names into a new folder. state-dict: weights only (no optimizer "
                             "state; torch.load(..., weights_only=True)), a folder facegraph.load and `facegraph "

@@ -22,7 +22,7 @@ def image_size(text: str) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = add_subcommand(subparsers, "flops", "per-image MACs/FLOPs of an architecture or a preset",
+    parser = add_subcommand(subparsers, "flops",
                             "Per-image cost, measured layer by layer with forward hooks. 1 MAC = one "
                             "multiply-accumulate, GFLOPs = 2 x GMACs; the paper's \"GFLOPs\" are conv-only GMACs.",
                             EXAMPLES)

@@ -15,7 +15,7 @@ EXAMPLES = """  facegraph predict runs/iig photo.jpg
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = add_subcommand(subparsers, "predict", "identify faces in photos with a trained run and show their graphs",
+    parser = add_subcommand(subparsers, "predict",
                             "Top-5 identities, the gated blocks that ran, attributes read out from the gates (eq. 5) "
                             "and the cost of each photo. An unreadable photo is named; the others are still answered. "
                             "With --gallery, each photo is also searched among the gallery's people (open set): "

@@ -15,7 +15,7 @@ from facegraph.data.sources.download import HttpOptions
 from facegraph.data.sources.folder import prepare_folder
 from facegraph.data.sources.imdb_face import DOWNLOAD_WORKERS, PAPER_ASPECT_RATIO, prepare_imdb_face, prepare_imdb_face_lists
 from facegraph.data.sources.lfw import LFW_MIN_IMAGES, LFW_VARIANTS, prepare_lfw
-from facegraph.cli import checked_number, positive_float, positive_int
+from facegraph.cli import SUBCOMMANDS, checked_number, positive_float, positive_int
 from facegraph.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def _source_parser(sources: argparse._SubParsersAction, name: str, help_text: st
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "prepare",
-        help="prepare a face dataset (IMDb-Face, a folder per identity such as LFW, CelebA)",
+        help=SUBCOMMANDS["prepare"],
         description=__doc__,
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

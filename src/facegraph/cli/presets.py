@@ -12,7 +12,7 @@ EXAMPLES = """  facegraph presets
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = add_subcommand(subparsers, "presets", "list the shipped presets (what --config accepts by name)",
+    parser = add_subcommand(subparsers, "presets",
                             "List the presets shipped inside the package: paper/ (ResNet-101, 128 px, for a GPU) "
                             "and cpu/ (narrow ResNet-50 for 2 CPU cores).", EXAMPLES)
     parser.add_argument("--show", metavar="PRESET", help="print one preset's resolved configuration")

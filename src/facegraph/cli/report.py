@@ -12,7 +12,7 @@ EXAMPLES = """  facegraph report runs/resnet runs/aig runs/iig --out report
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = add_subcommand(subparsers, "report", "HTML report with the paper's figures and Table II for trained runs",
+    parser = add_subcommand(subparsers, "report",
                             "Write index.html and one PNG per figure (Figs. 1-5, Table II) for evaluated runs.",
                             EXAMPLES)
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories written by `facegraph train`")

@@ -19,7 +19,7 @@ EXAMPLES = """  facegraph table2 --preset cpu --data data/lfw10 --out table2-cpu
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = add_subcommand(subparsers, "table2", "train + evaluate the six Table II models and tabulate them",
+    parser = add_subcommand(subparsers, "table2",
                             "Train (or reuse) and evaluate the paper's six models, then write table2.md and "
                             "table2.csv. A finished run is reused only if its config is the one asked for.", EXAMPLES)
     parser.add_argument("--preset", required=True, choices=PRESETS,

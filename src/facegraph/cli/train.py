@@ -16,7 +16,7 @@ EXAMPLES = """  facegraph presets                                               
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = add_subcommand(subparsers, "train", "train a model; writes a run directory",
+    parser = add_subcommand(subparsers, "train",
                             "Train a model and write a run directory (docs/run-directory.md). Multi-process: "
                             "torchrun --nproc_per_node N -m facegraph train ...", EXAMPLES)
     parser.add_argument("--config", required=True,

@@ -13,8 +13,7 @@ EXAMPLES = """  facegraph verify runs/celeba --pairs ../shared/data/lfw/pairs.tx
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = add_subcommand(
-        subparsers, "verify", "face verification on pairs: 10-fold accuracy, ROC AUC, TAR at FAR",
+    parser = add_subcommand(subparsers, "verify",
         "The LFW view-2 protocol with the run's embeddings (cosine similarity): per fold, the threshold that is best "
         "on the other folds decides the fold's pairs; reported are accuracy mean +- std over folds, ROC AUC, TAR at "
         "FAR 1e-2 and 1e-3 (with the number of mismatched pairs behind each), pairs used and skipped, and mean GMACs "
