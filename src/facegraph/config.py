@@ -370,6 +370,11 @@ def config_differences(old: dict, new: dict, prefix: tuple[str, ...] = ()) -> li
     return differing
 
 
+def describe_differences(differing: list[tuple[tuple[str, ...], Any, Any]]) -> str:
+    """`section.key: old -> new; ...` for error messages that name what differs."""
+    return "; ".join(f"{'.'.join(key)}: {a!r} -> {b!r}" for key, a, b in differing)
+
+
 def config_from_dict(data: dict) -> RunConfig:
     """Rebuild a RunConfig from `config.json` of a run directory."""
     return validate(_from_dict(RunConfig, data))

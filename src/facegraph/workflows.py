@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facegraph.analysis.table import ModelRuns, paired_rows, table_rows, write_table
-from facegraph.config import RunConfig, config_differences, list_presets, load_config
+from facegraph.config import RunConfig, config_differences, describe_differences, list_presets, load_config
 from facegraph.data import Selection, load_prepared, prepare_lfw
 from facegraph.data.sources.lfw import LFW_FOLDER
 from facegraph.engine.train import train
@@ -34,7 +34,7 @@ def ensure_run(config: RunConfig, data: Path, run_dir: Path) -> dict:
     if run.config_path.is_file():
         differing = config_differences(run.config().to_dict(), config.to_dict())
         if differing and run.is_done:
-            changes = "; ".join(f"{'.'.join(key)}: {a!r} -> {b!r}" for key, a, b in differing)
+            changes = describe_differences(differing)
             raise ConfigError(f"{run_dir} finished with another configuration ({changes}); remove it or choose "
                               f"another --out")
     if run.is_done:
@@ -66,9 +66,7 @@ def verify_run(run_dir: Path, verification: VerificationPairs) -> dict:
     if summary_path.is_file():
         return read_json(summary_path)
     trained = load_trained(run_dir)
-    pair_set = lfw_pair_set(trained, verification.pairs, verification.images)
-    if verification.center_crop is not None:
-        pair_set.preprocessing["center_crop"] = verification.center_crop
+    pair_set = lfw_pair_set(trained, verification.pairs, verification.images, verification.center_crop)
     return verify_pairs(trained, pair_set, flip=True).summary
 
 

@@ -77,9 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.center_crop is not None and not 0.05 <= args.center_crop <= 1.0:
         raise ConfigError(f"--center-crop must lie in [0.05, 1], got {args.center_crop}")
     if args.pairs is not None:
-        pair_set = lfw_pair_set(trained, args.pairs, args.images)
-        if args.center_crop is not None:
-            pair_set.preprocessing["center_crop"] = args.center_crop
+        pair_set = lfw_pair_set(trained, args.pairs, args.images, args.center_crop)
     else:
         pair_set = prepared_pair_set(trained, args.pairs_from, args.num_pairs, args.seed, args.split)
     outcome = verify_pairs(trained, pair_set, out_name=args.name, flip=args.flip, batch_size=args.batch_size)

@@ -14,7 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from facegraph import paper
-from facegraph.config import RunConfig, config_differences
+from facegraph.config import RunConfig, config_differences, describe_differences
 from facegraph.data import PreparedDataset, load_prepared, make_loader
 from facegraph.data.loader import holdout
 from facegraph.engine import distributed
@@ -82,7 +82,7 @@ def check_resume(run: RunDir, config: RunConfig, dataset: dict, resume: bool) ->
     differing = config_differences(run.config().to_dict(), config.to_dict())
     refused = [(key, a, b) for key, a, b in differing if key not in RESUMABLE_CHANGES]
     if refused:
-        changes = "; ".join(f"{'.'.join(key)}: {a!r} -> {b!r}" for key, a, b in refused)
+        changes = describe_differences(refused)
         raise ConfigError(f"{run.path} was started with another configuration ({changes}); resume it with the same "
                           f"one (only train.epochs may grow)")
     previous_epochs = run.config().train.epochs

@@ -209,15 +209,19 @@ class PairSet:
     name: str  # default output folder name under RUN/verify/
 
 
-def lfw_pair_set(trained: TrainedRun, pairs_file: str | Path, images_root: str | Path) -> PairSet:
-    """Pairs of an LFW pairs file over an LFW-layout folder (the person is the image's folder name)."""
+def lfw_pair_set(trained: TrainedRun, pairs_file: str | Path, images_root: str | Path,
+                 center_crop: float | None = None) -> PairSet:
+    """Pairs of an LFW pairs file over an LFW-layout folder (the person is the image's folder name). `center_crop`
+    frames the photos when they are framed unlike the run's training faces (default: the run's own)."""
     pairs = read_lfw_pairs(pairs_file)
     images_root = Path(images_root)
     if not images_root.is_dir():
         raise DataError(f"images folder {images_root} does not exist")
     person_of = {path: Path(path).parts[0] for pair in pairs for path in (pair.first, pair.second)}
-    prepared = is_prepared_dataset(images_root)
-    return PairSet(pairs, images_root, person_of, run_preprocessing(trained, prepared),
+    preprocessing = run_preprocessing(trained, is_prepared_dataset(images_root))
+    if center_crop is not None:
+        preprocessing["center_crop"] = center_crop
+    return PairSet(pairs, images_root, person_of, preprocessing,
                    {"kind": "pairs-file", "pairs_file": str(pairs_file), "images": str(images_root)},
                    Path(pairs_file).stem)
 
