@@ -156,3 +156,29 @@ def test_existing_output_needs_overwrite_which_replaces_it(tmp_path: Path, data_
     prepare_folder(data_synthetic_folder, tmp_path / "out", Selection(image_size=8), overwrite=True)
     assert load_prepared(tmp_path / "out").num_identities == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_cross_validation_folds_partition_every_person(data_synthetic_prepared: Path) -> None:
+    dataset = load_prepared(data_synthetic_prepared)
+    folds = 3
+    views = [dataset.cross_validation_fold(folds, fold) for fold in range(folds)]
+    tested = [{s.path for s in view.samples if s.split == "test"} for view in views]
+    # Every photo is tested exactly once over the folds, and trained on in every other fold.
+    assert sorted(p for t in tested for p in t) == sorted(s.path for s in dataset.samples)
+    for view, test_paths in zip(views, tested):
+        assert view.splits == ["train", "test"] and view.info["cross_validation"]["folds"] == folds
+        assert {s.path for s in view.samples if s.split == "train"} == {s.path for s in dataset.samples} - test_paths
+    # Each person's photos are dealt evenly: the folds hold the same number of a person's photos, give or take one.
+    for identity in range(dataset.num_identities):
+        counts = [sum(1 for s in view.samples if s.identity == identity and s.split == "test") for view in views]
+        assert max(counts) - min(counts) <= 1 and sum(counts) > 0
+    sizes = [len(t) for t in tested]
+    assert max(sizes) - min(sizes) <= 1
+    # The dealing is fixed: the same fold twice is the same split, whatever else ran in between.
+    assert [s.split for s in dataset.cross_validation_fold(folds, 1).samples] == [s.split for s in views[1].samples]
+
+
+@pytest.mark.parametrize("folds, fold", [(1, 0), (3, 3), (3, -1)])
+def test_cross_validation_fold_out_of_range(data_synthetic_prepared: Path, folds: int, fold: int) -> None:
+    with pytest.raises(DataError, match=f"got fold {fold} of {folds}"):
+        load_prepared(data_synthetic_prepared).cross_validation_fold(folds, fold)

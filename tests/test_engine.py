@@ -224,3 +224,28 @@ def test_every_gate_trains_under_some_loss():
     alternating = load_config("paper/iig-gender")  # every gate has a mask: no target loss at all
     masks = paper_run.iig_masks(alternating, gates, {"gender": ["male", "female"]})
     assert paper_run.loss_weights(alternating, masks, gates).target_weight == 0.0
+
+
+def test_table2_folds_test_each_photo_once(tiny_lfw, tmp_path, capsys):
+    """--folds 2: seed s trains and tests on fold s; the evaluations, the per-image records and the pooled McNemar
+    cover every photo of the dataset exactly once per model."""
+    from facegraph.data import load_prepared
+    from facegraph.rundir import RunDir
+
+    out = tmp_path / "cv"
+    args = ["table2", "--preset", "cpu", "--data", str(tiny_lfw), "--out", str(out), "--models",
+            "resnet50,aig-t0.5", "--folds", "2", *sum((["--set", a] for a in [*TINY, "train.epochs=1"]), [])]
+    assert main(args) == 0
+    dataset = load_prepared(tiny_lfw)
+    for model in ("resnet50", "aig-t0.5"):
+        tested = []
+        for seed in (0, 1):
+            run = RunDir(out / f"{model}-seed{seed}")
+            assert run.config().data.fold == seed and run.config().train.seed == seed
+            tested += run.image_records("test", {}).sample.tolist()
+        assert sorted(tested) == list(range(len(dataset.samples)))
+    table = (out / "table2.md").read_text()
+    assert "cross-validation fold s of 2" in table
+    assert f"over {len(dataset.samples)} test images (95 % interval over images" in table
+    assert main([*args, "--seeds", "3"]) == 2
+    assert "--folds 2 runs one seed per fold" in capsys.readouterr().err

@@ -126,6 +126,19 @@ def test_mcnemar_hand_counted_two_against_eight():
     assert not result.significant()
 
 
+def test_paired_accuracy_interval_hand_computed():
+    # d = (8 - 2) / 12 = 0.5; variance (10 - 6^2 / 12) / 12^2 = 7 / 144; 95 %: 0.5 +- 1.959964 * sqrt(7) / 12.
+    result = mcnemar_exact([0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0], [1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0])
+    low, high = result.difference_interval()
+    assert low == pytest.approx(0.5 - 1.959964 * 7 ** 0.5 / 12, abs=1e-6)
+    assert high == pytest.approx(0.5 + 1.959964 * 7 ** 0.5 / 12, abs=1e-6)
+    # Balanced disagreement: centred on 0, and wider at 99 % than at 95 %.
+    balanced = mcnemar_exact([1, 0] * 50, [0, 1] * 50)
+    assert balanced.difference_interval() == pytest.approx((-0.1959964, 0.1959964), abs=1e-6)  # sqrt(100) / 100
+    assert balanced.difference_interval(0.99)[1] > balanced.difference_interval()[1]
+    assert mcnemar_exact([1, 1], [1, 1]).difference_interval() == (0.0, 0.0)
+
+
 def test_mcnemar_without_discordant_pairs_is_one():
     same = np.array([True, False, True, True])
     result = mcnemar_exact(same, same.copy())

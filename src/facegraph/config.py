@@ -107,6 +107,11 @@ class DataConfig:
     # A dataset without `val_split`: this fraction of each person's training images (seeded) becomes the validation
     # part instead, so the checkpoint is never chosen on test; 0 keeps the last epoch.
     val_from_train: float = 0.1
+    # k-fold cross-validation (0: the prepared splits): every photo is re-dealt per person into `folds` folds, fold
+    # `fold` is the test split, the rest train (val then comes from val_from_train). `table2 --folds k` runs seed s on
+    # fold s, so seeds pool into a cross-validation in which every photo is tested once.
+    folds: int = 0
+    fold: int = 0
 
 
 @dataclass
@@ -259,6 +264,11 @@ def validate(config: RunConfig) -> RunConfig:
          f"gumbel.final_temperature must be > 0, got {gumbel.final_temperature}"),
         (0.0 <= config.data.val_from_train < 1.0,
          f"data.val_from_train must lie in [0, 1), got {config.data.val_from_train}"),
+        (config.data.folds == 0 or (config.data.folds >= 2 and 0 <= config.data.fold < config.data.folds),
+         f"data.folds must be 0 (the prepared splits) or >= 2 with 0 <= data.fold < data.folds, got fold "
+         f"{config.data.fold} of {config.data.folds}"),
+        (config.data.folds == 0 or config.data.val_from_train > 0,
+         "data.folds re-splits into train and test only: data.val_from_train must be > 0 to choose the checkpoint"),
         (config.data.val_split != "test",
          "data.val_split must not be 'test': it chooses the checkpoint, which must not see the test split"),
         (model.variant == "resnet" or loss.target_rate < 1.0,

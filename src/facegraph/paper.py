@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from facegraph.config import RunConfig
+from facegraph.data import PreparedDataset
 from facegraph.errors import ConfigError
 from facegraph.graphs import FeatureMasks, build_feature_masks, check_disjoint_features, middle_blocks, target_rate_schedule
 from facegraph.models import GatedResNet, build_model, num_blocks, stage_first_blocks
@@ -53,6 +54,13 @@ def image_size(config: RunConfig, dataset_image_size: int) -> int:
         raise ConfigError(f"model.image_size is {wanted} but the dataset holds {dataset_image_size} px images; prepare "
                           f"it at that size or drop model.image_size (0 takes the dataset's)")
     return dataset_image_size
+
+
+def run_dataset(config: RunConfig, dataset: PreparedDataset) -> PreparedDataset:
+    """The splits a run trains and tests on: the prepared ones, or cross-validation fold `data.fold` of `data.folds`."""
+    if config.data.folds:
+        return dataset.cross_validation_fold(config.data.folds, config.data.fold)
+    return dataset
 
 
 def iig_masks(config: RunConfig, num_gates: int, features: dict[str, list[str]]) -> list[FeatureMasks]:

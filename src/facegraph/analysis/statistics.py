@@ -5,7 +5,8 @@ Pure functions over plain numbers and arrays (numpy, scipy.stats); nothing here 
 - binomial_interval: exact (Clopper-Pearson) interval of one accuracy measured on `total` test images.
 - paired_difference: per-seed differences a - b of two models trained with the same seeds, their mean, sample std
   and t-based interval; a finding is `supported` only when that interval excludes zero.
-- mcnemar_exact: McNemar's exact test on two models' right/wrong answers on the same test images.
+- mcnemar_exact: McNemar's exact test on two models' right/wrong answers on the same test images, and the interval
+  of their accuracy difference over those images.
 - mean_std: mean and sample std (ddof=1 by default) of a column that may hold missing (None) values.
 - balanced_accuracy, majority_rate: read-out accuracies measured against the label imbalance (LFW is 86 % male).
 """
@@ -146,6 +147,17 @@ class McNemarResult:
     def significant(self, alpha: float = 0.05) -> bool:
         """True when p < alpha: the two models' accuracies differ on these images."""
         return self.p_value < alpha
+
+    def difference_interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        """Interval of the accuracy difference a - b over images (the Wald interval for paired proportions: variance
+        (b10 + b01 - (b10 - b01)^2 / n) / n^2). It treats the images as the sample and the two models as fixed, so
+        training noise is not in it; the interval over seeds (`paired_difference`) is the one that includes it."""
+        _check_confidence(confidence)
+        if not self.total:
+            return (0.0, 0.0)
+        z = float(stats.norm.ppf(0.5 + confidence / 2))
+        spread = z * math.sqrt(max(0.0, self.discordant - (self.b10 - self.b01) ** 2 / self.total)) / self.total
+        return (self.accuracy_difference - spread, self.accuracy_difference + spread)
 
 
 def mcnemar_exact(correct_a: Sequence[bool] | np.ndarray, correct_b: Sequence[bool] | np.ndarray) -> McNemarResult:

@@ -14,6 +14,7 @@ EXAMPLES = """  facegraph table2 --preset cpu --data data/lfw10 --out table2-cpu
       --verify-center-crop 0.45
   facegraph table2 --preset cpu --data data/lfw10 --out table2-cpu --seeds 3 --models resnet50,aig-t0.5 \
       --warm-start 12                                                # fine-tune each row from the ResNet run
+  facegraph table2 --preset cpu --data data/lfw10 --out table2-cv --folds 5 --models resnet50,aig-t0.5
   facegraph table2 --preset paper --data data/imdb-face --out table2-paper      # on a GPU
 """
 
@@ -26,7 +27,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="paper: ResNet-101 at 128 px for a GPU; cpu: narrow ResNet-50 for 2 cores")
     parser.add_argument("--data", required=True, help="prepared dataset directory")
     parser.add_argument("--out", required=True, help="folder for the run directories and table2.md/.csv")
-    parser.add_argument("--seeds", type=positive_int, default=1, help="runs per model (mean +- std over seeds)")
+    parser.add_argument("--seeds", type=positive_int, help="runs per model (mean +- std over seeds) (default: 1, or "
+                                                            "one per fold with --folds)")
+    parser.add_argument("--folds", type=positive_int, metavar="K",
+                        help="k-fold cross-validation: seed s trains and tests on fold s of the dataset re-dealt into "
+                             "K folds per person (data.folds), so every photo is tested once per model")
     parser.add_argument("--models", help="comma-separated subset of the preset's models (default: all six)")
     parser.add_argument("--verify-pairs", metavar="PAIRS_TXT",
                         help="also verify every run on these LFW pairs (a column of the table; needs --verify-images)")
@@ -56,8 +61,12 @@ def run(args: argparse.Namespace) -> int:
     verification = None if args.verify_pairs is None else VerificationPairs(
         Path(args.verify_pairs), Path(args.verify_images), args.verify_center_crop)
     models = args.models.split(",") if args.models else None
-    markdown, _ = run_table2(args.preset, args.data, args.out, seeds=args.seeds, overrides=args.overrides,
-                             models=models, verification=verification,
+    if args.folds is not None and args.folds < 2:
+        raise ConfigError(f"--folds must be >= 2, got {args.folds}")
+    if args.folds and args.seeds not in (None, args.folds):
+        raise ConfigError(f"--folds {args.folds} runs one seed per fold: drop --seeds or make it {args.folds}")
+    markdown, _ = run_table2(args.preset, args.data, args.out, seeds=args.folds or args.seeds or 1,
+                             overrides=args.overrides, models=models, verification=verification, folds=args.folds or 0,
                              warm_start=WarmStart(args.warm_start, args.warm_start_lr) if args.warm_start else None)
     print(markdown.read_text())
     print(f"written: {markdown} and {markdown.with_suffix('.csv')}")

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +88,31 @@ class PreparedDataset:
         if split not in SPLIT_NAMES:
             raise DataError(f"unknown split {split!r}; splits are {', '.join(SPLIT_NAMES)}")
         return [index for index, sample in enumerate(self.samples) if sample.split == split]
+
+    def cross_validation_fold(self, folds: int, fold: int) -> "PreparedDataset":
+        """The same photos re-split for k-fold cross-validation: each person's photos, from every split, are dealt
+        into `folds` folds in a fixed shuffled order; fold `fold` becomes the test split and the rest train (the
+        trainer carves its validation part from train). Over folds 0..k-1 every photo is tested exactly once, and a
+        person with at least k photos appears in every test fold."""
+        if folds < 2 or not 0 <= fold < folds:
+            raise DataError(f"cross-validation needs folds >= 2 and 0 <= fold < folds, got fold {fold} of {folds}")
+        import numpy as np  # here, so that the CLI parses arguments without loading numpy
+
+        by_identity: dict[int, list[int]] = {}
+        for index, sample in enumerate(self.samples):
+            by_identity.setdefault(sample.identity, []).append(index)
+        # The dealing order is fixed (not the training seed): folds must partition the photos across runs.
+        rng = np.random.default_rng([len(self.samples), folds])
+        fold_of = [0] * len(self.samples)
+        offset = 0
+        for identity in sorted(by_identity):
+            for position, i in enumerate(rng.permutation(len(by_identity[identity]))):
+                # The offset rotates which folds get a person's surplus photos, keeping the folds equal in size.
+                fold_of[by_identity[identity][i]] = (position + offset) % folds
+            offset += len(by_identity[identity])
+        samples = [replace(sample, split="test" if fold_of[i] == fold else "train")
+                   for i, sample in enumerate(self.samples)]
+        return replace(self, samples=samples, info={**self.info, "cross_validation": {"folds": folds, "fold": fold}})
 
     def attribute_codes(self, feature: str) -> torch.Tensor:
         """Per sample, the index of its identity's label in ``features[feature]``; -1 where unknown."""

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from facegraph import paper
 from facegraph.data import UNKNOWN, PreparedDataset, load_prepared, make_loader
 from facegraph.engine.metrics import topk_correct
 from facegraph.engine.trained import TrainedRun, inference_precision, load_trained
@@ -116,8 +117,9 @@ def _measure_speedup(model: GatedResNet, unfused: GatedResNet, images: torch.Ten
 
 
 def dataset_of_run(trained: TrainedRun, data_root: str | Path | None = None) -> PreparedDataset:
-    """The prepared dataset a run was trained on: `data_root` when given (a moved dataset), else the path stored in
-    dataset.json; either way its fingerprint must match the one stored there."""
+    """The prepared dataset a run was trained on, in the run's splits (`paper.run_dataset`): `data_root` when given
+    (a moved dataset), else the path stored in dataset.json; either way its fingerprint must match the one stored
+    there."""
     root = Path(data_root) if data_root is not None else Path(trained.dataset["root"])
     if data_root is None and not root.exists():
         raise DataError(f"the dataset of {trained.path} was at {root}, which no longer exists; pass --data with its "
@@ -127,7 +129,7 @@ def dataset_of_run(trained: TrainedRun, data_root: str | Path | None = None) -> 
     if stored is not None and dataset_fingerprint(Path(dataset.root)) != stored:
         raise DataError(f"{root} is not the dataset {trained.path} was trained on (manifest/identities fingerprint "
                         f"differs from {trained.run.dataset_path})")
-    return dataset
+    return paper.run_dataset(trained.config, dataset)
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", *, dataset: PreparedDataset | None = None,

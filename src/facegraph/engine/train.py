@@ -122,7 +122,7 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     seed_everything(config.train.seed + context.rank)
-    dataset = load_prepared(data_root)
+    dataset = paper.run_dataset(config, load_prepared(data_root))
     paper.image_size(config, dataset.image_size)
     summary = dataset_summary(dataset)
     resuming = check_resume(run, config, summary, resume) if context.is_main else False

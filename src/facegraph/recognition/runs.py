@@ -32,7 +32,8 @@ from facegraph.errors import ConfigError, DataError, FacegraphError
 from facegraph.recognition.gallery import Gallery, SearchResult, calibrate_threshold, gallery_fingerprint
 from facegraph.recognition.pairs import Pair, read_lfw_pairs, sample_pairs, split_available
 from facegraph.recognition.protocol import TarAtFar, VerificationResult, tar_at_far, verification_protocol
-from facegraph.rundir import atomic_write_bytes, write_json, write_text
+from facegraph import paper
+from facegraph.rundir import atomic_write_bytes, dataset_fingerprint, write_json, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +100,15 @@ def is_prepared_dataset(path: str | Path) -> bool:
     return Path(path).is_dir() and (Path(path) / PREPARE_FILE).is_file()
 
 
-def _check_prepared_for_run(trained: TrainedRun, dataset: PreparedDataset) -> None:
+def _check_prepared_for_run(trained: TrainedRun, dataset: PreparedDataset) -> PreparedDataset:
+    """`dataset`, warned about when its faces are framed unlike the run's; the run's own dataset comes back in the
+    run's splits (its cross-validation fold), any other as prepared."""
     if abs(dataset.center_crop - float(trained.dataset.get("center_crop", 1.0))) > 1e-9:
         logger.warning("%s was prepared with centre crop %g, the run's dataset with %g: faces are framed differently",
                        dataset.root, dataset.center_crop, trained.dataset.get("center_crop", 1.0))
+    if trained.config.data.folds and dataset_fingerprint(Path(dataset.root)) == trained.dataset.get("fingerprint"):
+        return paper.run_dataset(trained.config, dataset)
+    return dataset
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -120,7 +126,7 @@ def resolve_images(trained: TrainedRun, sources: Sequence[str | Path], split: st
         raise FacegraphError("give at least one image, image folder or prepared dataset")
     if len(sources) == 1 and is_prepared_dataset(sources[0]):
         dataset = load_prepared(sources[0])
-        _check_prepared_for_run(trained, dataset)
+        dataset = _check_prepared_for_run(trained, dataset)
         indices = dataset.split_indices(split) if split else range(len(dataset.samples))
         paths = [Path(dataset.root) / dataset.samples[i].path for i in indices]
         if not paths:
@@ -230,7 +236,7 @@ def prepared_pair_set(trained: TrainedRun, prepared: str | Path, num_pairs: int,
                       folds: int = 10) -> PairSet:
     """Seeded pairs (`recognition.pairs.sample_pairs`) over one split of a prepared dataset."""
     dataset = load_prepared(prepared)
-    _check_prepared_for_run(trained, dataset)
+    dataset = _check_prepared_for_run(trained, dataset)
     indices = dataset.split_indices(split)
     if not indices:
         raise DataError(f"{dataset.root} has no {split!r} split")
