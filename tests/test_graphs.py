@@ -1,5 +1,7 @@
 """IIG masks, the losses of eq. 2-4 and the read-out of eq. 5."""
 
+import math
+
 import pytest
 import torch
 
@@ -94,6 +96,38 @@ def test_training_loss_combines_its_parts():
     assert parts.total.item() == pytest.approx(expected_ce.item() + 0.5 * parts.target.item() + 2.0 * parts.iig.item())
     plain = training_loss(logits, identities, torch.zeros(4, 0), torch.zeros(0))
     assert plain.total.item() == pytest.approx(expected_ce.item())
+
+
+def test_distillation_loss_is_the_scaled_kl_divergence():
+    from facegraph.graphs.losses import distillation_loss
+
+    teacher = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    assert distillation_loss(teacher.clone(), teacher, 3.0).item() == pytest.approx(0.0, abs=1e-7)
+    # Two classes at T = 2, by hand: p = softmax(teacher / 2), q = softmax(student / 2), T^2 * mean_i sum_c p log(p/q).
+    student = torch.tensor([[0.0, 0.0], [1.0, 0.0]], requires_grad=True)
+    p = [[1 / (1 + math.exp(-1)), 1 / (1 + math.exp(1))], [1 / (1 + math.exp(0.5)), 1 / (1 + math.exp(-0.5))]]
+    q = [[0.5, 0.5], [1 / (1 + math.exp(-0.5)), 1 / (1 + math.exp(0.5))]]
+    expected = 4 * sum(p[i][c] * math.log(p[i][c] / q[i][c]) for i in range(2) for c in range(2)) / 2
+    loss = distillation_loss(student, teacher.requires_grad_(), 2.0)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    assert student.grad is not None and teacher.grad is None  # the teacher only teaches
+    with pytest.raises(ValueError, match="temperature"):
+        distillation_loss(student, teacher, 0.0)
+
+
+def test_training_loss_adds_distillation_on_scaled_cosines():
+    from facegraph.graphs.losses import distillation_loss
+
+    torch.manual_seed(0)
+    cosines, identities, teacher = torch.rand(4, 5) * 2 - 1, torch.tensor([0, 1, 2, 3]), torch.randn(4, 5) * 10
+    parts = training_loss(cosines, identities, torch.zeros(4, 0), torch.zeros(0), margin="cosface", margin_m=0.35,
+                          margin_scale=30.0, teacher_logits=teacher, distill_weight=0.5, distill_temperature=4.0)
+    assert parts.distill.item() == pytest.approx(distillation_loss(30.0 * cosines, teacher, 4.0).item())
+    assert parts.total.item() == pytest.approx(parts.cross_entropy.item() + 0.5 * parts.distill.item())
+    without = training_loss(cosines, identities, torch.zeros(4, 0), torch.zeros(0), margin="cosface", margin_m=0.35,
+                            margin_scale=30.0)
+    assert without.distill.item() == 0.0 and without.total.item() == pytest.approx(parts.cross_entropy.item())
 
 
 def test_readout_recovers_labels_from_noisy_gates():

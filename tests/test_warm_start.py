@@ -107,3 +107,47 @@ def test_table2_warm_start_fine_tunes_every_row_from_the_resnet_of_its_seed(data
         assert config.model.init_from == str(base) and config.optim.lr == 0.01 and config.train.epochs == 1
     table = (out / "table2.md").read_text()
     assert "fine-tuned 1 epochs at lr 0.01" in table and "Paired against the ResNet" in table
+
+
+def _distance_to_teacher(student: Path, teacher: Path, data: Path) -> float:
+    """Mean KL divergence of the student's softmax from the teacher's over the training images (T = 1)."""
+    from facegraph.data import make_loader
+    from facegraph.engine.trained import load_trained
+    from facegraph.graphs.losses import distillation_loss
+
+    dataset = load_prepared(data)
+    student_model, teacher_model = load_trained(student).model, load_trained(teacher).model
+    total, count = 0.0, 0
+    for batch in make_loader(dataset, "train", 64, train=False, seed=0):
+        with torch.no_grad():
+            loss = distillation_loss(student_model.infer(batch.images).logits,
+                                     teacher_model.infer(batch.images).logits, 1.0)
+        total, count = total + loss.item() * len(batch.indices), count + len(batch.indices)
+    return total / count
+
+
+def test_distillation_pulls_the_gated_model_toward_its_dense_teacher(dense_run, data_synthetic_32px, tmp_path):
+    runs = {}
+    for weight in (0, 1):
+        runs[weight] = train("cpu/aig-t0.5", data_synthetic_32px, tmp_path / f"distill{weight}", "train.epochs=2",
+                             f"model.init_from={str(dense_run)!r}", f"loss.distill_weight={weight}",
+                             "loss.distill_temperature=2.0", "optim.lr=0.01")
+    rows = RunDir(runs[1]).metrics()
+    assert all(row["train"]["distill"] > 0 for row in rows)
+    assert all(row["train"]["distill"] == 0 for row in RunDir(runs[0]).metrics())
+    assert _distance_to_teacher(runs[1], dense_run, data_synthetic_32px) < \
+        _distance_to_teacher(runs[0], dense_run, data_synthetic_32px)
+
+
+def test_distillation_needs_a_teacher_run_of_the_same_identities(dense_run, data_synthetic_32px, tiny_lfw, tmp_path,
+                                                                 capsys):
+    base = ["train", "--config", "cpu/aig-t0.5", "--out", str(tmp_path / "run"), "--set", "loss.distill_weight=1"]
+    tiny = sum((["--set", a] for a in TINY), [])
+    assert main([*base, "--data", str(data_synthetic_32px), *tiny]) == 2
+    assert "distils from the run in model.init_from" in capsys.readouterr().err
+    checkpoint = dense_run / "checkpoints" / "best.pt"
+    assert main([*base, "--data", str(data_synthetic_32px), "--init-from", str(checkpoint), *tiny]) == 2
+    assert "needs model.init_from to be a run directory" in capsys.readouterr().err
+    assert main([*base, "--data", str(tiny_lfw), "--init-from", str(dense_run), "--out", str(tmp_path / "lfw"),
+                 *tiny]) == 2
+    assert "trained on other identities" in capsys.readouterr().err

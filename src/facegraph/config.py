@@ -84,6 +84,10 @@ class LossConfig:
     # iig: the target loss (eq. 2, rate target_rate) on the gates no IIG mask covers, so that no gate is left under
     # no loss at all (the paper's gender + age masks cover 22 of its 23 gates).
     unmasked_target_weight: float = 1.0
+    # Distillation from the dense run a gated model is warm-started from (model.init_from, a run directory): the
+    # student also matches the teacher's softened logits (graphs.losses.distillation_loss); 0 turns it off.
+    distill_weight: float = 0.0
+    distill_temperature: float = 4.0
     iig_features: list[IIGFeatureConfig] = field(default_factory=list)
 
 
@@ -245,6 +249,11 @@ def validate(config: RunConfig) -> RunConfig:
         (loss.margin in ("none", *MARGIN_KINDS), f"loss.margin must be none, arcface or cosface, got {loss.margin!r}"),
         (loss.margin_m >= 0 and loss.margin_scale > 0,
          f"loss.margin_m must be >= 0 and loss.margin_scale > 0, got {loss.margin_m} and {loss.margin_scale}"),
+        (loss.distill_weight >= 0 and loss.distill_temperature > 0,
+         f"loss.distill_weight must be >= 0 and loss.distill_temperature > 0, got {loss.distill_weight} and "
+         f"{loss.distill_temperature}"),
+        (loss.distill_weight == 0 or bool(model.init_from),
+         "loss.distill_weight > 0 distils from the run in model.init_from (or train --init-from): give one"),
         (loss.target_warmup_epochs >= 0, f"loss.target_warmup_epochs must be >= 0, got {loss.target_warmup_epochs}"),
         (train.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}, got {train.precision!r}"),
         (train.epochs >= 1, f"train.epochs must be >= 1, got {train.epochs}"),

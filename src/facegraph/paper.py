@@ -89,25 +89,31 @@ class LossWeights:
     margin: str | None = None  # "arcface" / "cosface" on cosine logits; None: plain cross-entropy
     margin_m: float = 0.0
     margin_scale: float = 1.0
+    distill_weight: float = 0.0  # > 0: distil from the warm-start run's logits (the trainer loads that teacher)
+    distill_temperature: float = 1.0
 
 
 def loss_weights(config: RunConfig, masks: list[FeatureMasks], num_gates: int) -> LossWeights:
-    """ResNet: cross-entropy only (or a margin softmax, `loss.margin`, for any variant). ConvNet-AIG: + target loss on every gate (eq. 3). ConvNet-IIG: + IIG loss (eq. 4);
-    the target loss on every gate if `loss.target_weight` > 0, else (the paper's IIG) only on the gates no mask
-    covers, weighted by `loss.unmasked_target_weight`, so that no gate trains under no loss at all."""
+    """ResNet: cross-entropy only (or a margin softmax, `loss.margin`, for any variant). ConvNet-AIG: + target loss on
+    every gate (eq. 3). ConvNet-IIG: + IIG loss (eq. 4); the target loss on every gate if `loss.target_weight` > 0, else (the paper's IIG) only on the gates no mask
+    covers, weighted by `loss.unmasked_target_weight`, so that no gate trains under no loss at all. Any variant may add
+    distillation from its warm-start run (`loss.distill_weight`)."""
     loss = config.loss
-    margin = {} if loss.margin == "none" else {"margin": loss.margin, "margin_m": loss.margin_m,
+    # The terms every variant may add: a margin softmax, distillation.
+    shared = {} if loss.margin == "none" else {"margin": loss.margin, "margin_m": loss.margin_m,
                                                 "margin_scale": loss.margin_scale}
+    if loss.distill_weight:
+        shared.update(distill_weight=loss.distill_weight, distill_temperature=loss.distill_temperature)
     if config.model.variant == "resnet":
-        return LossWeights(0.0, 0.0, False, None, **margin)
+        return LossWeights(0.0, 0.0, False, None, **shared)
     if config.model.variant == "aig":
-        return LossWeights(loss.target_weight, 0.0, False, None, **margin)
+        return LossWeights(loss.target_weight, 0.0, False, None, **shared)
     if loss.target_weight > 0:
-        return LossWeights(loss.target_weight, loss.iig_weight, loss.iig_balanced, None, **margin)
+        return LossWeights(loss.target_weight, loss.iig_weight, loss.iig_balanced, None, **shared)
     masked = {gate for m in masks for gate in m.feature_gates}
     unmasked = [gate for gate in range(num_gates) if gate not in masked]
     return LossWeights(loss.unmasked_target_weight if unmasked else 0.0, loss.iig_weight, loss.iig_balanced, unmasked,
-                       **margin)
+                       **shared)
 
 
 def model_label(config: RunConfig, with_backbone: bool = False) -> str:

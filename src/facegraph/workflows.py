@@ -26,7 +26,7 @@ TABLE2_ROWS = {
 DEMO_MODELS = ("resnet50", "aig-t0.5", "iig-gender")
 DEMO_IMAGE_SIZE = 64
 DEMO_SPLIT = {"train": 0.8, "val": 0.1, "test": 0.1}
-# The cpu presets train 36 epochs; the demo trains half of that so that its three models fit in 10 minutes on 2
+# The cpu presets train 72 epochs; the demo trains a quarter of that so that its three models fit in 10 minutes on 2
 # cores (18 epochs are short of convergence: docs/results.md measures 18, 36 and 72).
 DEMO_EPOCHS = 18
 

@@ -21,7 +21,7 @@ from facegraph.engine import distributed
 from facegraph.engine.annealing import lr_factor, target_rates_at, temperature_at, training_epochs
 from facegraph.engine.evaluate import evaluate_run, predict_split, summarize_predictions
 from facegraph.engine.metrics import topk_correct
-from facegraph.engine.trained import environment, warm_start
+from facegraph.engine.trained import distillation_teacher, environment, warm_start
 from facegraph.errors import ConfigError, FacegraphError
 from facegraph.flops import cost_table
 from facegraph.graphs import training_loss
@@ -65,6 +65,7 @@ class EpochTotals:
     cross_entropy: float = 0.0
     target: float = 0.0
     iig: float = 0.0
+    distill: float = 0.0
     top1: float = 0.0
     top5: float = 0.0
 
@@ -201,6 +202,9 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
                 run.done_path.unlink(missing_ok=True)
             logger.info("resuming %s after epoch %d", run.path, start_epoch)
 
+    teacher = None
+    if weights.distill_weight:
+        teacher = distillation_teacher(config.model.init_from, summary["identities"], context.device)
     table = cost_table(model, dataset.image_size)
     ddp_model = DistributedDataParallel(model) if context.distributed else model
     writer = _tensorboard_writer(run.path) if context.is_main and config.train.tensorboard else None
@@ -214,7 +218,8 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
         train_loader.set_epoch(epoch)
         started = time.perf_counter()
         train_stats = _train_one_epoch(ddp_model, model, train_loader, optimizer, scheduler, scaler, mask_codes,
-                                       target_rates.to(context.device), weights, config, context, epoch, epochs)
+                                       target_rates.to(context.device), weights, config, context, epoch, epochs,
+                                       teacher)
         row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "temperature": model.temperature,
                "target_rates": target_rates.tolist(), "train": train_stats}
         if val_loader is not None and context.is_main:
@@ -247,7 +252,8 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
 
 def _train_one_epoch(ddp_model: torch.nn.Module, model: GatedResNet, loader, optimizer, scheduler, scaler,
                      mask_codes, target_rates: torch.Tensor, weights: paper.LossWeights, config: RunConfig,
-                     context: distributed.Context, epoch: int, epochs: int) -> dict:
+                     context: distributed.Context, epoch: int, epochs: int,
+                     teacher: GatedResNet | None = None) -> dict:
     ddp_model.train()
     totals = EpochTotals()
     gate_sums = torch.zeros(model.num_gates, dtype=torch.float64)
@@ -269,10 +275,15 @@ def _train_one_epoch(ddp_model: torch.nn.Module, model: GatedResNet, loader, opt
         with autocast(config.train.precision, context.device.type):
             logits, gate_values = ddp_model(images)
         iig_features = [(masks, codes[batch.indices].to(context.device)) for masks, codes in mask_codes]
+        # The teacher sees the same augmented images; its softmax is over logit_scale x logits, as the student's.
+        teacher_logits = None if teacher is None else (
+            teacher.infer(images, precision=config.train.precision).logits * teacher.logit_scale)
         parts = training_loss(logits.float(), identities, gate_values.float(), target_rates,
                               target_weight=weights.target_weight, iig_weight=weights.iig_weight,
                               iig_features=iig_features, iig_balanced=weights.iig_balanced, target_gates=target_gates,
-                              margin=weights.margin, margin_m=weights.margin_m, margin_scale=weights.margin_scale)
+                              margin=weights.margin, margin_m=weights.margin_m, margin_scale=weights.margin_scale,
+                              teacher_logits=teacher_logits, distill_weight=weights.distill_weight,
+                              distill_temperature=weights.distill_temperature)
         if not torch.isfinite(parts.total):
             raise TrainingDiverged(f"the loss became {parts.total.item()} at epoch {epoch + 1}, step {step + 1} "
                                    f"(cross-entropy {parts.cross_entropy.item()}, target {parts.target.item()}, "
@@ -289,6 +300,7 @@ def _train_one_epoch(ddp_model: torch.nn.Module, model: GatedResNet, loader, opt
         totals.cross_entropy += parts.cross_entropy.item() * count
         totals.target += parts.target.item() * count
         totals.iig += parts.iig.item() * count
+        totals.distill += parts.distill.item() * count
         totals.top1 += hits[1].sum().item()
         totals.top5 += hits[5].sum().item()
         gate_sums += gate_values.detach().double().sum(0).cpu()

@@ -121,3 +121,18 @@ def warm_start(model: GatedResNet, source: str | Path, identities: list[str]) ->
         logger.info("model.init_from %s: other identities, so the classifier starts fresh", source)
     model.load_state_dict(wanted, strict=False)
     return sorted(wanted)
+
+
+def distillation_teacher(source: str | Path, identities: list[str], device: torch.device) -> GatedResNet:
+    """The fused inference graph of the run a model is warm-started from, to distil its logits (loss.distill_weight):
+    it must be a run directory trained on the same identities in the same order, since its logits are compared class
+    by class."""
+    if not Path(source).is_dir():
+        raise FacegraphError(f"loss.distill_weight needs model.init_from to be a run directory (its config builds the "
+                             f"teacher), got {source}")
+    teacher = load_trained(source)
+    if teacher.dataset.get("identities") != identities:
+        raise FacegraphError(f"loss.distill_weight: {source} was trained on other identities than this dataset's, so "
+                             f"its logits cannot teach this classifier")
+    return teacher.inference_model.to(device)
+

@@ -1,4 +1,5 @@
-"""The training losses: target rate (eq. 2), the composite loss (eq. 3) and the IIG loss (eq. 4)."""
+"""The training losses: target rate (eq. 2), the composite loss (eq. 3), the IIG loss (eq. 4) and distillation from a
+dense teacher (for warm-started gated models)."""
 
 from __future__ import annotations
 
@@ -45,11 +46,23 @@ def iig_loss(gate_values: torch.Tensor, label_codes: torch.Tensor, masks: Featur
     return (weights * distances).sum()
 
 
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Knowledge distillation (Hinton et al., 2015): T^2 * KL(softmax(teacher / T) || softmax(student / T)), averaged
+    over the batch. The T^2 keeps the gradient's scale independent of T. Both logits are (B, classes), before softmax
+    (a cosine classifier's cosines times its scale); the teacher's carry no gradient."""
+    if temperature <= 0:
+        raise ValueError(f"distillation temperature must be > 0, got {temperature}")
+    teacher = F.log_softmax(teacher_logits.detach() / temperature, dim=1)
+    student = F.log_softmax(student_logits / temperature, dim=1)
+    return F.kl_div(student, teacher, reduction="batchmean", log_target=True) * temperature ** 2
+
+
 class LossParts(NamedTuple):
     total: torch.Tensor
     cross_entropy: torch.Tensor
     target: torch.Tensor
     iig: torch.Tensor
+    distill: torch.Tensor
 
 
 def training_loss(
@@ -66,8 +79,11 @@ def training_loss(
     margin: str | None = None,
     margin_m: float = 0.0,
     margin_scale: float = 1.0,
+    teacher_logits: torch.Tensor | None = None,
+    distill_weight: float = 0.0,
+    distill_temperature: float = 1.0,
 ) -> LossParts:
-    """Eq. 3 generalised: L = L_CE + target_weight * L_target + iig_weight * sum_F L_IIG(F).
+    """Eq. 3 generalised: L = L_CE + target_weight * L_target + iig_weight * sum_F L_IIG(F) + distill_weight * L_KD.
 
     The paper's ConvNet-AIG is target_weight=1, iig_weight=0; its ConvNet-IIG replaces the target loss
     (target_weight=0, iig_weight>0); both together are allowed. `iig_features` pairs each feature's masks with the
@@ -75,7 +91,9 @@ def training_loss(
     `target_gates` limits the target loss to some gates (indices into the k gates; default all): an IIG model keeps it
     on the gates no mask covers. `target_rates` holds one rate per gate either way. With `margin` ("arcface" or
     "cosface"), `logits` are the cosines of a cosine classifier and L_CE is the margin softmax of
-    facegraph.graphs.margins (margin `margin_m`, scale `margin_scale`).
+    facegraph.graphs.margins (margin `margin_m`, scale `margin_scale`). With `teacher_logits` (a dense run's, on the
+    same images) and `distill_weight` > 0, L_KD is `distillation_loss` at `distill_temperature`; a cosine classifier's
+    logits are scaled by `margin_scale` first, as its softmax is.
     """
     if margin is None:
         cross_entropy = F.cross_entropy(logits, identities)
@@ -92,4 +110,9 @@ def training_loss(
     iig = zero
     if has_gates and iig_weight:
         iig = torch.stack([iig_loss(gate_values, codes, masks, iig_balanced) for masks, codes in iig_features]).sum() if iig_features else zero
-    return LossParts(cross_entropy + target_weight * target + iig_weight * iig, cross_entropy, target, iig)
+    distill = zero
+    if teacher_logits is not None and distill_weight:
+        scale = margin_scale if margin is not None else 1.0
+        distill = distillation_loss(logits * scale, teacher_logits, distill_temperature)
+    total = cross_entropy + target_weight * target + iig_weight * iig + distill_weight * distill
+    return LossParts(total, cross_entropy, target, iig, distill)
