@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from facegraph.errors import ConfigError, DataError
-from facegraph.recognition import UNKNOWN, Gallery, calibrate_threshold, gallery_fingerprint
+from facegraph.recognition import UNKNOWN, Gallery, calibrate_threshold, gallery_fingerprint, open_set_rates
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -101,3 +101,23 @@ def test_fingerprint_follows_the_files_not_their_order() -> None:
     assert fingerprint != gallery_fingerprint([files[0], ("gallery/b/1.jpg", 901, 1700000001.5)])
     assert fingerprint != gallery_fingerprint([files[0], ("gallery/b/1.jpg", 900, 1700000002.5)])
     assert fingerprint != gallery_fingerprint([files[0], ("gallery/c/1.jpg", 900, 1700000001.5)])
+
+
+def test_open_set_rates_count_hits_misses_and_false_alarms() -> None:
+    # Three gallery people on the axes of R^4; a fourth direction belongs to nobody in the gallery.
+    axes = np.eye(4)
+    gallery = Gallery(axes[:3], ["ann", "bob", "cy"])
+    lean = lambda a, b, w: unit(np.array([w * axes[a] + (1 - w) * axes[b]]))[0]  # noqa: E731
+    mated = np.stack([lean(0, 3, 0.9),   # ann, close: found above the threshold
+                      lean(1, 3, 0.6),   # bob, right but weak: score 0.6/|.| = 0.83 < 0.9
+                      lean(2, 0, 0.4)])  # cy, but nearer ann: wrong at rank 1
+    non_mated = np.stack([axes[3], lean(3, 0, 0.3)])  # a stranger; a stranger who looks like ann (0.92 to ann)
+    rates = open_set_rates(gallery, mated, ["ann", "bob", "cy"], non_mated, threshold=0.9)
+    assert rates.rank1 == pytest.approx(2 / 3)
+    assert rates.detection_identification_rate == pytest.approx(1 / 3)
+    assert rates.false_alarm_rate == pytest.approx(1 / 2)
+    assert (rates.mated, rates.non_mated) == (3, 2)
+    lenient = open_set_rates(gallery, mated, ["ann", "bob", "cy"], non_mated, threshold=0.0)  # the stranger scores 0
+    assert lenient.detection_identification_rate == pytest.approx(2 / 3) and lenient.false_alarm_rate == 1.0
+    with pytest.raises(DataError, match="not in the gallery: dan"):
+        open_set_rates(gallery, mated, ["ann", "bob", "dan"], non_mated, threshold=0.9)

@@ -1,7 +1,9 @@
 """Face verification and open-set identification: pairs, the verification protocol, galleries and baselines."""
 
 from facegraph.recognition.baselines import PcaModel, fit_pca, raw_pixel_embeddings
-from facegraph.recognition.gallery import UNKNOWN, Gallery, SearchResult, calibrate_threshold, gallery_fingerprint
+from facegraph.recognition.gallery import (
+    UNKNOWN, Gallery, OpenSetRates, SearchResult, calibrate_threshold, gallery_fingerprint, open_set_rates,
+)
 from facegraph.recognition.pairs import Pair, lfw_image_path, read_lfw_pairs, sample_pairs, split_available
 from facegraph.recognition.protocol import (
     RocCurve, TarAtFar, VerificationResult, best_threshold, roc_auc, roc_curve, tar_at_far, threshold_at_far,
@@ -9,8 +11,8 @@ from facegraph.recognition.protocol import (
 )
 
 __all__ = [
-    "UNKNOWN", "Gallery", "Pair", "PcaModel", "RocCurve", "SearchResult", "TarAtFar", "VerificationResult",
-    "best_threshold", "calibrate_threshold", "fit_pca", "gallery_fingerprint", "lfw_image_path", "raw_pixel_embeddings",
+    "UNKNOWN", "Gallery", "OpenSetRates", "Pair", "PcaModel", "RocCurve", "SearchResult", "TarAtFar", "VerificationResult",
+    "best_threshold", "calibrate_threshold", "fit_pca", "gallery_fingerprint", "lfw_image_path", "open_set_rates", "raw_pixel_embeddings",
     "read_lfw_pairs", "roc_auc", "roc_curve", "sample_pairs", "split_available", "tar_at_far", "threshold_at_far",
     "verification_accuracy", "verification_protocol",
 ]

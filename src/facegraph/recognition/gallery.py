@@ -93,6 +93,40 @@ class Gallery:
         return results
 
 
+@dataclass(frozen=True)
+class OpenSetRates:
+    """Open-set identification at one threshold (the rates of face-search evaluations such as IJB and FRVT).
+
+    Mated probes are photos of gallery people (not the enrolled photos); non-mated probes are photos of people absent
+    from the gallery. `rank1`: mated probes whose best-scoring person is right, with no threshold (closed set).
+    `detection_identification_rate` (DIR): mated probes answered with the right person (best person right and score
+    >= threshold). `false_alarm_rate` (FPIR): non-mated probes answered with anyone (best score >= threshold)."""
+
+    threshold: float
+    rank1: float
+    detection_identification_rate: float
+    false_alarm_rate: float
+    mated: int
+    non_mated: int
+
+
+def open_set_rates(gallery: Gallery, mated: torch.Tensor | np.ndarray, mated_people: Sequence[str],
+                   non_mated: torch.Tensor | np.ndarray, threshold: float) -> OpenSetRates:
+    """Rank-1, DIR and false-alarm rate of searching `mated` probes (of the named gallery people) and `non_mated`
+    probes (of people absent from the gallery) at `threshold`."""
+    missing = sorted(set(mated_people) - set(gallery.people))
+    if missing:
+        raise DataError(f"mated probes of people not in the gallery: {', '.join(missing[:5])}")
+    if len(mated_people) != len(mated):
+        raise DataError(f"{len(mated)} mated probe embeddings but {len(mated_people)} names")
+    best_score, best_person = gallery.person_scores(mated).max(dim=1)
+    right = best_person == torch.tensor([gallery.people.index(name) for name in mated_people])
+    alarms = gallery.person_scores(non_mated).max(dim=1).values >= threshold
+    identified = right & (best_score >= threshold)
+    return OpenSetRates(threshold, float(right.double().mean()), float(identified.double().mean()),
+                        float(alarms.double().mean()), len(mated_people), len(alarms))
+
+
 def gallery_fingerprint(files: Iterable[tuple[str | Path, int, float]]) -> str:
     """A hex digest of (path, size in bytes, modification time) per gallery file, independent of their order:
     cached gallery embeddings are stale when it changes."""
