@@ -36,7 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--far", type=unit_interval, default=1e-3,
                         help="with --gallery: the false-accept rate the threshold is calibrated at, on the gallery's "
                              "own impostor pairs (every two images of different gallery people); a best score below "
-                             "the threshold answers 'unknown'")
+                             "the threshold answers 'unknown'. It is a rate per comparison: a stranger is compared "
+                             "with every gallery person, so about (people x FAR) of strangers are matched to someone "
+                             "(docs/results.md measures it)")
     parser.set_defaults(run=run)
 
 
