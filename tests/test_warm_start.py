@@ -151,3 +151,4 @@ def test_distillation_needs_a_teacher_run_of_the_same_identities(dense_run, data
     assert main([*base, "--data", str(tiny_lfw), "--init-from", str(dense_run), "--out", str(tmp_path / "lfw"),
                  *tiny]) == 2
     assert "trained on other identities" in capsys.readouterr().err
+    assert not (tmp_path / "lfw").exists()  # refused before anything was written

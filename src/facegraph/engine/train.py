@@ -132,6 +132,10 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
     masks = paper.iig_masks(config, model.num_gates, dataset.features)
     weights = paper.loss_weights(config, masks, model.num_gates)
     mask_codes = [(m, dataset.attribute_codes(m.feature)) for m in masks]
+    # Loaded before anything is written: a teacher that cannot teach this model stops the run at once.
+    teacher = None
+    if weights.distill_weight:
+        teacher = distillation_teacher(config.model.init_from, summary["identities"], context.device)
     model.to(context.device)
     if config.train.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -202,9 +206,6 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
                 run.done_path.unlink(missing_ok=True)
             logger.info("resuming %s after epoch %d", run.path, start_epoch)
 
-    teacher = None
-    if weights.distill_weight:
-        teacher = distillation_teacher(config.model.init_from, summary["identities"], context.device)
     table = cost_table(model, dataset.image_size)
     ddp_model = DistributedDataParallel(model) if context.distributed else model
     writer = _tensorboard_writer(run.path) if context.is_main and config.train.tensorboard else None
