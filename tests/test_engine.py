@@ -244,6 +244,7 @@ def test_table2_folds_test_each_photo_once(tiny_lfw, tmp_path, capsys):
             assert run.config().data.fold == seed and run.config().train.seed == seed
             tested += run.image_records("test", {}).sample.tolist()
         assert sorted(tested) == list(range(len(dataset.samples)))
+    assert RunDir(str(out / "resnet50-seed0")).config() == RunDir(out / "resnet50-seed0").config()  # str or Path
     table = (out / "table2.md").read_text()
     assert "cross-validation fold s of 2" in table
     assert f"over {len(dataset.samples)} test images (95 % interval over images" in table

@@ -268,6 +268,9 @@ class RunDir:
 
     path: Path
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))  # a str from a caller works too
+
     @property
     def config_path(self) -> Path:
         return self.path / CONFIG_FILE
