@@ -43,11 +43,7 @@ def gated_residual(block: ResidualBlock, x: torch.Tensor, gate_values: torch.Ten
     """
     branch = block.branch(x)  # (B, C_out, H', W')
     gate = gate_values.to(branch.dtype).view(-1, 1, 1, 1)  # (B, 1, 1, 1)
-    if torch.is_grad_enabled():
-        # shortcut + branch * gate in one pass (addcmul), the ReLU in place on that fresh sum: two full-size
-        # tensors fewer per gated block in a training step than mul, add and relu.
-        return torch.addcmul(block.shortcut(x), branch, gate).relu_()
-    return add_relu(block.shortcut(x), branch.mul_(gate))
+    return add_relu(block.shortcut(x), branch * gate if torch.is_grad_enabled() else branch.mul_(gate))
 
 
 def skipping_residual(block: ResidualBlock, x: torch.Tensor, gate_values: torch.Tensor) -> torch.Tensor:

@@ -61,7 +61,7 @@ def add_relu(shortcut: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
     fewer to allocate and fill (measurably faster on CPU inference, benchmarks/skip.py).
     """
     if torch.is_grad_enabled() or branch.dtype != shortcut.dtype:
-        return (shortcut + branch).relu_()  # the sum is fresh, so its ReLU may run in place even under autograd
+        return torch.relu(shortcut + branch)
     return branch.add_(shortcut).relu_()
 
 
