@@ -42,18 +42,18 @@ def evaluate(name: str, embedding_of: dict[Path, np.ndarray], enrolled: list[tup
     gallery_rows = np.stack([embedding_of[path] for _, path in enrolled])
     gallery = Gallery(gallery_rows, gallery_people)
     mated_rows = np.stack([embedding_of[path] for _, path in mated])
+    mated_people = [person for person, _ in mated]
     stranger_rows = np.stack([embedding_of[path] for path in strangers])
     cells = []
     impostors = impostor_scores(gallery_rows, gallery_people)
     for far in fars:
-        rates = open_set_rates(gallery, mated_rows, [p for p, _ in mated], stranger_rows,
-                               calibrate_threshold(impostors, far))
+        rates = open_set_rates(gallery, mated_rows, mated_people, stranger_rows, calibrate_threshold(impostors, far))
         cells.append(f"{100 * rates.detection_identification_rate:.2f} / {100 * rates.false_alarm_rate:.2f}")
     stranger_best = gallery.person_scores(stranger_rows).max(dim=1).values.numpy()
     oracle = []
     for rate in (0.1, 0.01):
         threshold = threshold_at_far(stranger_best, rate)[0]
-        oracle.append(open_set_rates(gallery, mated_rows, [p for p, _ in mated], stranger_rows, threshold))
+        oracle.append(open_set_rates(gallery, mated_rows, mated_people, stranger_rows, threshold))
     return (f"| {name} | {gmacs} | {100 * oracle[0].rank1:.2f} | " + " | ".join(cells) + " | "
             + " | ".join(f"{100 * r.detection_identification_rate:.2f}" for r in oracle) + " |")
 

@@ -95,13 +95,13 @@ class LossWeights:
 
 def loss_weights(config: RunConfig, masks: list[FeatureMasks], num_gates: int) -> LossWeights:
     """ResNet: cross-entropy only (or a margin softmax, `loss.margin`, for any variant). ConvNet-AIG: + target loss on
-    every gate (eq. 3). ConvNet-IIG: + IIG loss (eq. 4); the target loss on every gate if `loss.target_weight` > 0, else (the paper's IIG) only on the gates no mask
-    covers, weighted by `loss.unmasked_target_weight`, so that no gate trains under no loss at all. Any variant may add
-    distillation from its warm-start run (`loss.distill_weight`)."""
+    every gate (eq. 3). ConvNet-IIG: + IIG loss (eq. 4); the target loss on every gate if `loss.target_weight` > 0,
+    else (the paper's IIG) only on the gates no mask covers, weighted by `loss.unmasked_target_weight`, so that no gate
+    trains under no loss at all. Any variant may add distillation from its warm-start run (`loss.distill_weight`)."""
     loss = config.loss
     # The terms every variant may add: a margin softmax, distillation.
     shared = {} if loss.margin == "none" else {"margin": loss.margin, "margin_m": loss.margin_m,
-                                                "margin_scale": loss.margin_scale}
+                                               "margin_scale": loss.margin_scale}
     if loss.distill_weight:
         shared.update(distill_weight=loss.distill_weight, distill_temperature=loss.distill_temperature)
     if config.model.variant == "resnet":

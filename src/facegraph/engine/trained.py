@@ -135,4 +135,3 @@ def distillation_teacher(source: str | Path, identities: list[str], device: torc
         raise FacegraphError(f"loss.distill_weight: {source} was trained on other identities than this dataset's, so "
                              f"its logits cannot teach this classifier")
     return teacher.inference_model.to(device)
-
