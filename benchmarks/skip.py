@@ -2,7 +2,8 @@
 
 Models: "paper" is the paper's ResNet-101 at 128 px, 750 classes, the middle 23 of 33 blocks gated; "cpu" is the CPU
 preset's ResNet-50 at width 0.25, 64 px, 158 classes, 9 of 16 blocks gated (not the first 3, the last one, or a
-stage's strided first block). For each batch size, open rate and precision, on the same images:
+stage's strided first block); "cpu-ft" the same network as table2's warm start fine-tunes it, 12 of 16 gated. For
+each batch size, open rate and precision, on the same images:
 - unfused dense: the model as trained (BatchNorm as separate ops, NCHW), every block computed and masked;
 - fused dense: `fuse_for_inference()` run dense, which computes every block and multiplies its branch by the gate,
   as convnet-aig does: the baseline the skipping speedup is measured against;
@@ -45,15 +46,17 @@ class BenchModel:
     schedule: list[float]
 
 
-def preset_model(preset: str, image_size: int, num_classes: int) -> BenchModel:
-    """The network a preset trains (facegraph.paper), at the image size and class count of its dataset."""
-    config = load_config(preset)
+def preset_model(preset: str, image_size: int, num_classes: int, parent: str | None = None) -> BenchModel:
+    """The network a preset trains (facegraph.paper), at the image size and class count of its dataset; `parent`
+    "finetune": the network table2's warm start fine-tunes (its gated blocks)."""
+    config = load_config(preset, ["loss.distill_weight=0"] if parent else [], parent=parent)
     return BenchModel(config.model.arch, config.model.width, image_size, num_classes, paper.target_rates(config))
 
 
 MODELS = {
     "paper": preset_model("paper/aig-t0.5", 128, 750),  # ResNet-101, the middle 23 blocks gated
     "cpu": preset_model("cpu/aig-t0.5", 64, 158),  # ResNet-50 (width 0.25), 9 of 16 blocks gated, on LFW
+    "cpu-ft": preset_model("cpu/aig-t0.5", 64, 158, "finetune"),  # the same, 12 of 16 gated (table2's warm start)
 }
 
 
@@ -64,7 +67,7 @@ class ReplayedGates:
         self.pattern = torch.zeros(0, model.num_gates)
         for column, gate in enumerate(model.gates.values()):
             def forward(x: torch.Tensor, temperature: float = 1.0, sample: bool | None = None,
-                        gate=gate, column: int = column) -> torch.Tensor:
+                        noise_scale: float = 1.0, gate=gate, column: int = column) -> torch.Tensor:
                 gate.relevance(x)  # the work of a real gate
                 return self.pattern[:, column]
             gate.forward = forward
@@ -144,7 +147,7 @@ def format_row(row: Row, images: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", nargs="+", choices=sorted(MODELS), default=["paper", "cpu"])
+    parser.add_argument("--model", nargs="+", choices=sorted(MODELS), default=["paper", "cpu", "cpu-ft"])
     parser.add_argument("--batch", nargs="+", type=int, default=[64, 1])
     parser.add_argument("--rate", nargs="+", type=float, default=[0.4, 0.5, 0.7])
     parser.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"])

@@ -164,7 +164,8 @@ def test_a_second_train_into_a_run_is_refused(finished_run, dataset, capsys):
 
 def test_table2_refuses_to_reuse_a_run_finished_with_another_config(dataset, tmp_path, capsys):
     out = tmp_path / "table2"
-    args = ["table2", "--preset", "cpu", "--data", str(dataset), "--out", str(out), "--models", "aig-t0.5"]
+    args = ["table2", "--preset", "cpu", "--data", str(dataset), "--out", str(out), "--models", "aig-t0.5",
+            "--from-scratch"]
     assert main([*args, *sum((["--set", a] for a in TINY), [])]) == 0
     capsys.readouterr()
     longer = [*TINY, "train.epochs=2"]
@@ -234,6 +235,8 @@ BAD_VALUES = [
     ("model.gate_hidden=0", "model.gate_hidden"),
     ("gumbel.final_temperature=0", "gumbel.final_temperature"),
     ("gumbel.final_temperature=-1.0", "gumbel.final_temperature"),
+    ("gumbel.final_noise=-0.1", "gumbel.final_noise"),
+    ("train.select_from=1.0", "train.select_from"),
     ("data.val_split='test'", "data.val_split"),
     ("train.precision='fp16'", "train.precision"),  # the cpu presets use train.device = 'cpu'
     ("train.device='tpu'", "train.device"),

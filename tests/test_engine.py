@@ -13,7 +13,7 @@ import torch
 
 from facegraph.cli import main
 from facegraph.config import load_config
-from facegraph.engine.annealing import lr_factor, target_rates_at, temperature_at
+from facegraph.engine.annealing import linear_anneal, lr_factor, target_rates_at
 from facegraph.paper import target_rates
 from facegraph.workflows import TABLE2_ROWS
 from facegraph.errors import ConfigError
@@ -81,7 +81,7 @@ def test_schedules():
     assert lr_factor(45, 10, 5, "step", milestones=[2, 4], gamma=0.1) == pytest.approx(0.01)
     assert lr_factor(25, 10, 5, "step", milestones=[2, 4], gamma=0.1) == pytest.approx(0.1)
     assert lr_factor(15, 10, 5, "step", milestones=[2, 4], gamma=0.1) == 1.0
-    assert temperature_at(0, 5, 2.0, 0.5) == 2.0 and temperature_at(4, 5, 2.0, 0.5) == 0.5
+    assert linear_anneal(0, 5, 2.0, 0.5) == 2.0 and linear_anneal(4, 5, 2.0, 0.5) == 0.5
     final = torch.tensor([0.4, 0.5])
     assert torch.allclose(target_rates_at(0, 4, final), torch.tensor([0.85, 0.875]))
     assert torch.equal(target_rates_at(3, 4, final), final) and torch.equal(target_rates_at(9, 4, final), final)
@@ -147,6 +147,17 @@ def test_a_diverging_loss_stops_the_run(tiny_lfw, tmp_path, capsys):
     assert "the loss became" in message and "epoch 1, step" in message
 
 
+def test_best_checkpoint_waits_for_select_from_and_noise_anneals(tiny_lfw, tmp_path):
+    run = tmp_path / "late"
+    assert train_cli("cpu/aig-t0.5", tiny_lfw, run, "train.epochs=4", "train.select_from=0.5",
+                     "gumbel.final_noise=0.0") == 0
+    rows = metrics_rows(run)
+    assert [row["gumbel_noise"] for row in rows] == pytest.approx([1.0, 2 / 3, 1 / 3, 0.0])
+    done = json.loads((run / "done.json").read_text())
+    late_val = {row["epoch"]: row["val"]["top1"] for row in rows if row["epoch"] > 2}
+    assert done["best_epoch"] in late_val and done["best_val_top1"] == max(late_val.values())
+
+
 def test_a_killed_run_resumes_to_the_same_result(tiny_lfw, tmp_path):
     common = [*TINY, "train.epochs=5"]
     uninterrupted = tmp_path / "uninterrupted"
@@ -192,7 +203,7 @@ def test_torchrun_trains_with_two_processes(tiny_lfw, tmp_path):
 def test_table2_trains_tabulates_and_reuses(tiny_lfw, tmp_path, capsys):
     out = tmp_path / "table2"
     args = ["table2", "--preset", "cpu", "--data", str(tiny_lfw), "--out", str(out), "--models",
-            "resnet50,aig-t0.5", *sum((["--set", a] for a in [*TINY, "train.epochs=1"]), [])]
+            "resnet50,aig-t0.5", "--from-scratch", *sum((["--set", a] for a in [*TINY, "train.epochs=1"]), [])]
     assert main(args) == 0
     table = (out / "table2.md").read_text()
     assert "ConvNet-AIG [t=0.5]" in table and "ResNet-50 (width 0.25)" in table
@@ -234,7 +245,7 @@ def test_table2_folds_test_each_photo_once(tiny_lfw, tmp_path, capsys):
 
     out = tmp_path / "cv"
     args = ["table2", "--preset", "cpu", "--data", str(tiny_lfw), "--out", str(out), "--models",
-            "resnet50,aig-t0.5", "--folds", "2", *sum((["--set", a] for a in [*TINY, "train.epochs=1"]), [])]
+            "resnet50,aig-t0.5", "--folds", "2", "--from-scratch", *sum((["--set", a] for a in [*TINY, "train.epochs=1"]), [])]
     assert main(args) == 0
     dataset = load_prepared(tiny_lfw)
     for model in ("resnet50", "aig-t0.5"):

@@ -81,7 +81,7 @@ def _model_with_mixed_gates(arch: str) -> torch.nn.Module:
 def _replay_gates(model: torch.nn.Module, pattern: torch.Tensor) -> None:
     """Make gate c return pattern[:, c] (row i for the i-th image of the batch)."""
     for column, gate in enumerate(model.gates.values()):
-        gate.forward = lambda x, temperature=1.0, sample=None, column=column: pattern[: x.shape[0], column]
+        gate.forward = lambda x, temperature=1.0, sample=None, noise_scale=1.0, column=column: pattern[: x.shape[0], column]
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))

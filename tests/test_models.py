@@ -57,7 +57,7 @@ def test_paper_schedule_gates_the_middle_23_blocks_of_resnet101():
 
 def _force_gates(model: GatedResNet, value: float) -> None:
     for gate in model.gates.values():
-        gate.forward = lambda x, temperature=1.0, sample=None: torch.full((x.shape[0],), value)
+        gate.forward = lambda x, temperature=1.0, sample=None, noise_scale=1.0: torch.full((x.shape[0],), value)
 
 
 def _logits_without_gated_branches(model: GatedResNet, images: torch.Tensor) -> torch.Tensor:
@@ -119,6 +119,20 @@ def test_gumbel_temperature_shapes_the_gradient():
         gradients.append(relevance.grad.clone())
     assert gradients[0].abs().sum() > 0
     assert not torch.allclose(gradients[0], gradients[1])
+
+
+def test_gumbel_noise_scale_moves_sampled_rate_to_the_deterministic_one():
+    # A logit gap of +0.4 opens a sample with probability sigmoid(0.4) = 0.60 at noise 1; inference always opens it.
+    relevance = torch.tensor([[0.0, 0.4]]).repeat(20000, 1)
+    torch.manual_seed(6)
+    assert straight_through_gumbel(relevance, 1.0).mean().item() == pytest.approx(0.599, abs=0.015)
+    assert straight_through_gumbel(relevance, 1.0, noise_scale=0.1).mean().item() > 0.97
+    assert straight_through_gumbel(relevance, 1.0, noise_scale=0.0).mean().item() == 1.0
+    relevance.requires_grad_(True)
+    straight_through_gumbel(relevance, 1.0, noise_scale=0.1).sum().backward()
+    assert relevance.grad.abs().sum() > 0  # gradients still reach the gate without noise
+    with pytest.raises(ValueError, match="noise scale"):
+        straight_through_gumbel(relevance, 1.0, noise_scale=-0.5)
 
 
 def test_about_85_percent_of_gates_start_open_in_training():

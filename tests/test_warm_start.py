@@ -8,7 +8,7 @@ import torch
 
 from facegraph import paper
 from facegraph.cli import main
-from facegraph.config import load_config
+from facegraph.config import list_presets, load_config
 from facegraph.data import Selection, load_prepared, prepare_folder
 from facegraph.data.loader import holdout
 from facegraph.engine.annealing import training_epochs
@@ -94,19 +94,39 @@ def test_without_a_val_split_the_checkpoint_is_chosen_on_training_images_held_ou
     assert "val" in row and RunDir(run).dataset()["val_from_train"] == len(held)
 
 
-def test_table2_warm_start_fine_tunes_every_row_from_the_resnet_of_its_seed(data_synthetic_32px, tmp_path):
+def test_table2_warm_start_fine_tunes_every_row_from_the_resnet_of_its_seed(data_synthetic_32px, tmp_path, capsys):
     out = tmp_path / "table"
     args = ["table2", "--preset", "cpu", "--data", str(data_synthetic_32px), "--out", str(out), "--models",
-            "resnet50,aig-t0.5", "--warm-start", "1", "--set", "train.epochs=1"]
+            "resnet50,aig-t0.5", "--set", "train.epochs=1", "--finetune-set", "train.select_from=0"]
     for assignment in TINY:
         args += ["--set", assignment]
-    assert main(args) == 0
+    assert main(args) == 0  # the cpu preset warm-starts by default
     base = out / "resnet50-seed0"
-    for name in ("resnet50-warm1-seed0", "aig-t0.5-warm1-seed0"):
+    assert RunDir(base).config().model.init_from == "" and RunDir(base).config().optim.lr == 0.1
+    for name in ("resnet50-ft-seed0", "aig-t0.5-ft-seed0"):
         config = RunDir(out / name).config()
         assert config.model.init_from == str(base) and config.optim.lr == 0.01 and config.train.epochs == 1
+        assert config.loss.distill_weight == 1.0 and config.gumbel.final_noise == 0.0
+    aig = RunDir(out / "aig-t0.5-ft-seed0").config()
+    assert aig.loss.target_weight == 8.0 and aig.model.variant == "aig" and aig.train.select_from == 0.0
     table = (out / "table2.md").read_text()
     assert "fine-tuned 1 epochs at lr 0.01" in table and "Paired against the ResNet" in table
+    capsys.readouterr()
+    assert main([*args[:8], "aig-t0.5", *args[9:]]) == 2  # nothing to fine-tune from
+    assert "--from-scratch" in capsys.readouterr().err
+    assert main([*args, "--from-scratch"]) == 2  # --finetune-set without fine-tuning
+    assert "--finetune-set" in capsys.readouterr().err
+
+
+def test_a_warm_started_iig_row_keeps_its_own_losses():
+    """finetune.toml sits between base.toml and the row: the row's own keys (IIG: no target loss) still win, and its
+    [finetune] table applies only when it is fine-tuned."""
+    iig = load_config("cpu/iig-gender", ["model.init_from='runs/resnet50'"], parent="finetune")
+    assert iig.loss.target_weight == 0.0 and iig.loss.iig_weight == 8.0 and iig.loss.distill_weight == 1.0
+    assert iig.optim.lr == 0.01 and iig.gates.always_on_first == 1 and iig.model.variant == "iig"
+    scratch = load_config("cpu/iig-gender")
+    assert scratch.optim.lr == 0.1 and scratch.loss.iig_weight == 1.0 and "finetune" not in scratch.to_dict()
+    assert "cpu/finetune" not in list_presets() and "paper/finetune" not in list_presets()
 
 
 def _distance_to_teacher(student: Path, teacher: Path, data: Path) -> float:

@@ -6,6 +6,7 @@ ConfigError that names the key and where it came from (the file, or the `--set` 
 Presets ship inside the package (`facegraph/presets/<folder>/<name>.toml`, read with importlib.resources). A preset
 may start with `inherit = "base"`: the named file of the same folder is read first and this one's keys are merged
 over it (tables merge key by key, anything else is replaced), as arcface_torch's per-run configs extend its base.
+table2's warm start loads each row on `finetune.toml` instead of `base.toml` (`load_config(..., parent="finetune")`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ VARIANTS = ("resnet", "aig", "iig")
 LR_SCHEDULES = ("cosine", "step", "constant")
 PRESET_SUFFIX = ".toml"
 INHERIT_KEY = "inherit"
+# Files that presets inherit from, not presets of their own: the shared keys, and the fine-tuning recipe that table2's
+# warm start puts between them and each row. A preset's table named like one of them (`[finetune]`) applies only when
+# the preset is loaded on that parent.
+PARENT_FILES = ("base", "finetune")
 
 
 @dataclass
@@ -57,6 +62,10 @@ class GatesConfig:
 class GumbelConfig:
     temperature: float = 1.0  # at the first epoch
     final_temperature: float | None = None  # annealed linearly to this by the last epoch; None keeps it constant
+    # Scale of the sampled noise: 1 samples exactly softmax(logits). Annealed towards 0 (final_noise), training
+    # decisions approach the deterministic ones of inference, so the target loss (eq. 2) meets the rate inference runs.
+    noise: float = 1.0
+    final_noise: float | None = None
 
 
 @dataclass
@@ -123,6 +132,9 @@ class TrainConfig:
     epochs: int = 10
     # At least this many optimizer steps: on a small dataset the epochs grow to reach it (0: exactly `epochs`).
     min_steps: int = 0
+    # best.pt is chosen on val among the epochs after this fraction of training (0: all). A gated model's early epochs
+    # run more blocks than its target and can win on val top-1 at a cost the finished model does not have.
+    select_from: float = 0.0
     batch_size: int = 64
     eval_batch_size: int = 256
     seed: int = 0
@@ -262,6 +274,7 @@ def validate(config: RunConfig) -> RunConfig:
         (train.threads >= 0, f"train.threads must be >= 0 (0 keeps torch's default), got {train.threads}"),
         (train.seed >= 0, f"train.seed must be >= 0, got {train.seed}"),
         (train.min_steps >= 0, f"train.min_steps must be >= 0, got {train.min_steps}"),
+        (0.0 <= train.select_from < 1.0, f"train.select_from must be in [0, 1), got {train.select_from}"),
         (config.optim.gate_lr_factor > 0, f"optim.gate_lr_factor must be > 0, got {config.optim.gate_lr_factor}"),
         (train.device in ("auto", "cpu", "cuda"), f"train.device must be auto, cpu or cuda, got {train.device!r}"),
         (config.optim.schedule in LR_SCHEDULES,
@@ -271,6 +284,8 @@ def validate(config: RunConfig) -> RunConfig:
         (gumbel.temperature > 0, f"gumbel.temperature must be > 0, got {gumbel.temperature}"),
         (gumbel.final_temperature is None or gumbel.final_temperature > 0,
          f"gumbel.final_temperature must be > 0, got {gumbel.final_temperature}"),
+        (gumbel.noise >= 0 and (gumbel.final_noise is None or gumbel.final_noise >= 0),
+         f"gumbel.noise and gumbel.final_noise must be >= 0, got {gumbel.noise} and {gumbel.final_noise}"),
         (0.0 <= config.data.val_from_train < 1.0,
          f"data.val_from_train must lie in [0, 1), got {config.data.val_from_train}"),
         (config.data.folds == 0 or (config.data.folds >= 2 and 0 <= config.data.fold < config.data.folds),
@@ -303,8 +318,10 @@ def _merge(base: dict, delta: dict) -> dict:
     return merged
 
 
-def _read_toml(source: Path | resources.abc.Traversable, chain: tuple[str, ...] = ()) -> dict:
-    """A TOML file with its `inherit` chain resolved (the parent is a file of the same folder)."""
+def _read_toml(source: Path | resources.abc.Traversable, chain: tuple[str, ...] = (),
+               parent_instead: str | None = None) -> dict:
+    """A TOML file with its `inherit` chain resolved (the parent is a file of the same folder); `parent_instead`
+    replaces this file's own parent."""
     try:
         data = tomllib.loads(source.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -314,6 +331,10 @@ def _read_toml(source: Path | resources.abc.Traversable, chain: tuple[str, ...] 
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{source}: invalid TOML: {error}") from None
     parent = data.pop(INHERIT_KEY, None)
+    if parent_instead is not None:
+        if parent is None:
+            raise ConfigError(f"{source} inherits from no file, so it cannot inherit from {parent_instead!r} instead")
+        parent = parent_instead
     if parent is None:
         return data
     if not isinstance(parent, str):
@@ -335,7 +356,7 @@ def list_presets() -> dict[str, str]:
         if not folder.is_dir():
             continue
         for item in sorted(folder.iterdir(), key=lambda p: p.name):
-            if item.name.endswith(PRESET_SUFFIX) and item.name != "base" + PRESET_SUFFIX:
+            if item.name.endswith(PRESET_SUFFIX) and item.name.removesuffix(PRESET_SUFFIX) not in PARENT_FILES:
                 first = item.read_text(encoding="utf-8").splitlines()[:1]
                 summary = first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
                 found[f"{folder.name}/{item.name.removesuffix(PRESET_SUFFIX)}"] = summary
@@ -355,13 +376,21 @@ def resolve_config_source(name_or_path: str | Path) -> Path | resources.abc.Trav
     raise ConfigError(f"config {name_or_path} is neither a file nor a preset; presets: {', '.join(presets)}")
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Read a TOML file or preset (or start from the defaults), apply `key=value` overrides, validate."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                parent: str | None = None) -> RunConfig:
+    """Read a TOML file or preset (or start from the defaults), apply `key=value` overrides, validate.
+
+    `parent` makes the file inherit from another file of its folder than its own `inherit` names, and merges the
+    file's own table of that name over the result: table2 puts a warm-started row on `finetune.toml`, and the row's
+    `[finetune]` table holds what it changes only when fine-tuned (an IIG row's stronger IIG loss)."""
     data: dict = {}
     source = None
     if path is not None:
         source = resolve_config_source(path)
-        data = _read_toml(source)
+        data = _read_toml(source, parent_instead=parent)
+        own_tables = {name: data.pop(name) for name in PARENT_FILES if isinstance(data.get(name), dict)}
+        if parent is not None:
+            data = _merge(data, own_tables.get(parent, {}))
         try:
             _from_dict(RunConfig, data)
         except ConfigError as error:

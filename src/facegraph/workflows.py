@@ -76,10 +76,11 @@ def verify_run(run_dir: Path, verification: VerificationPairs) -> dict:
 @dataclass(frozen=True)
 class WarmStart:
     """Fine-tune every row from the table's own ResNet run of the same seed, as ConvNet-AIG's --pretrained: the
-    ResNet row too (from itself), so that every row has the same total number of epochs and the same schedule."""
+    ResNet row too (from itself), so that every row has the same total number of epochs and the same schedule. Each
+    fine-tuning run inherits the preset folder's `finetune.toml` instead of its `base.toml`; `overrides` apply to the
+    fine-tuning runs only, after the table's own --set."""
 
-    epochs: int
-    lr: float = 0.01
+    overrides: tuple[str, ...] = ()
 
 
 def run_table2(preset: str, data: str | Path, out: str | Path, *, seeds: int = 1,
@@ -112,14 +113,15 @@ def run_table2(preset: str, data: str | Path, out: str | Path, *, seeds: int = 1
     if warm_start is not None:
         base = next((name for name in names if configs[name][0].model.variant == "resnet"), None)
         if base is None:
-            raise FacegraphError("--warm-start needs a ResNet among --models to start from")
-        suffix = f"-warm{warm_start.epochs}"
-        out.mkdir(parents=True, exist_ok=True)
-        for seed, config in enumerate(configs[base]):
-            ensure_run(config, data, out / f"{base}-seed{seed}")
+            raise FacegraphError("a warm-started table fine-tunes from its ResNet row: add one to --models, or pass "
+                                 "--from-scratch")
+        suffix, base_configs = "-ft", configs[base]
         configs = {name: [load_config(f"{preset}/{name}", [
-            *seed_overrides(seed), f"train.epochs={warm_start.epochs}", f"optim.lr={warm_start.lr}",
-            f"model.init_from={str(out / f'{base}-seed{seed}')!r}"]) for seed in range(seeds)] for name in names}
+            *seed_overrides(seed), *warm_start.overrides, f"model.init_from={str(out / f'{base}-seed{seed}')!r}"],
+            parent="finetune") for seed in range(seeds)] for name in names}
+        out.mkdir(parents=True, exist_ok=True)
+        for seed, config in enumerate(base_configs):
+            ensure_run(config, data, out / f"{base}-seed{seed}")
     out.mkdir(parents=True, exist_ok=True)
     rows_in = []
     for name, seed_configs in configs.items():
@@ -137,7 +139,9 @@ def run_table2(preset: str, data: str | Path, out: str | Path, *, seeds: int = 1
     if folds:
         title += f", seed s on cross-validation fold s of {folds}"
     if warm_start is not None:
-        title += f", every row fine-tuned {warm_start.epochs} epochs at lr {warm_start.lr:g} from the ResNet run"
+        epochs = configs[names[0]][0].train.epochs
+        title += (f", every row fine-tuned {epochs} epochs at lr {configs[names[0]][0].optim.lr:g} from the ResNet run of "
+                  f"its seed ({preset}/finetune.toml)")
     markdown, _ = write_table(rows, out, title, paired_rows(rows_in))
     return markdown, rows
 

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from facegraph.cli import add_subcommand, positive_float, positive_int
+from facegraph.cli import add_subcommand, positive_int
 
 PRESETS = ("cpu", "paper")
 EXAMPLES = """  facegraph table2 --preset cpu --data data/lfw10 --out table2-cpu
   facegraph table2 --preset cpu --data data/lfw10 --out table2-cpu --seeds 3 --models resnet50,aig-t0.5
   facegraph table2 --preset cpu --data data/celeba --out table2-celeba --models cosface,cosface-aig-t0.5 \
-      --verify-pairs $FACEGRAPH_DATA/lfw/pairs.txt --verify-images $FACEGRAPH_DATA/lfw/lfw-deepfunneled \
+      --from-scratch --verify-pairs $FACEGRAPH_DATA/lfw/pairs.txt --verify-images $FACEGRAPH_DATA/lfw/lfw-deepfunneled \
       --verify-center-crop 0.45
-  facegraph table2 --preset cpu --data data/lfw10 --out table2-cpu --seeds 3 --models resnet50,aig-t0.5 \
-      --warm-start 12                                                # fine-tune each row from the ResNet run
   facegraph table2 --preset cpu --data data/lfw10 --out table2-cv --folds 5 --models resnet50,aig-t0.5
-  facegraph table2 --preset paper --data data/imdb-face --out table2-paper      # on a GPU
+  facegraph table2 --preset cpu --data data/lfw10 --out table2-scratch --folds 5 --models resnet50,aig-t0.5 \
+      --from-scratch                                                 # every row trained from scratch, 72 epochs
+  facegraph table2 --preset paper --data data/imdb-face --out table2-paper      # on a GPU, from scratch
+  facegraph table2 --preset paper --data data/imdb-face --out table2-paper-ft --warm-start \
+      --finetune-set train.epochs=30                                 # the paper preset's warm-start variant
 """
 
 
@@ -39,10 +41,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--verify-center-crop", type=float, metavar="FRACTION",
                         help="centre crop for the verification photos (e.g. 0.45 for deep-funneled LFW when the runs "
                              "were trained on CelebA face crops; default: the run's own)")
-    parser.add_argument("--warm-start", type=positive_int, metavar="EPOCHS",
-                        help="fine-tune every row (the ResNet too) for EPOCHS from the table's ResNet run of the same "
-                             "seed (ConvNet-AIG's --pretrained); rows then share total epochs and schedule")
-    parser.add_argument("--warm-start-lr", type=positive_float, default=0.01, help="learning rate of the fine-tuning")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--warm-start", dest="warm_start", action="store_true", default=argparse.SUPPRESS,
+                       help="train the ResNet row first, then fine-tune every row (the ResNet too, from itself) from "
+                            "the ResNet run of its seed, as ConvNet-AIG's --pretrained, with the preset folder's "
+                            "finetune.toml (default for --preset cpu)")
+    start.add_argument("--from-scratch", dest="warm_start", action="store_false", default=argparse.SUPPRESS,
+                       help="train every row from scratch (default for --preset paper, the paper's setting)")
+    parser.add_argument("--finetune-set", dest="finetune_overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key in the fine-tuning runs only, e.g. --finetune-set train.epochs=30")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key in every run, e.g. --set train.epochs=2")
     parser.set_defaults(run=run)
@@ -65,9 +72,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--folds must be >= 2, got {args.folds}")
     if args.folds and args.seeds not in (None, args.folds):
         raise ConfigError(f"--folds {args.folds} runs one seed per fold: drop --seeds or make it {args.folds}")
+    warm = getattr(args, "warm_start", args.preset == "cpu")  # absent unless --warm-start / --from-scratch was given
+    if args.finetune_overrides and not warm:
+        raise ConfigError("--finetune-set changes the fine-tuning runs of a warm-started table: drop --from-scratch")
     markdown, _ = run_table2(args.preset, args.data, args.out, seeds=args.folds or args.seeds or 1,
                              overrides=args.overrides, models=models, verification=verification, folds=args.folds or 0,
-                             warm_start=WarmStart(args.warm_start, args.warm_start_lr) if args.warm_start else None)
+                             warm_start=WarmStart(tuple(args.finetune_overrides)) if warm else None)
     print(markdown.read_text())
     print(f"written: {markdown} and {markdown.with_suffix('.csv')}")
     return 0

@@ -23,8 +23,9 @@ def lr_factor(step: int, steps_per_epoch: int, epochs: int, schedule: str, warmu
     return 1.0
 
 
-def temperature_at(epoch: int, epochs: int, start: float, final: float | None) -> float:
-    """Gumbel temperature for `epoch` (0-based): linear from `start` to `final` over training, or constant."""
+def linear_anneal(epoch: int, epochs: int, start: float, final: float | None) -> float:
+    """A Gumbel setting (temperature, noise scale) for `epoch` (0-based): linear from `start` to `final` over
+    training, or constant."""
     if final is None or epochs <= 1:
         return start
     return start + (final - start) * epoch / (epochs - 1)

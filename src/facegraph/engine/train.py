@@ -18,7 +18,7 @@ from facegraph.config import RunConfig, config_differences, describe_differences
 from facegraph.data import PreparedDataset, load_prepared, make_loader
 from facegraph.data.loader import holdout
 from facegraph.engine import distributed
-from facegraph.engine.annealing import lr_factor, target_rates_at, temperature_at, training_epochs
+from facegraph.engine.annealing import linear_anneal, lr_factor, target_rates_at, training_epochs
 from facegraph.engine.evaluate import evaluate_run, predict_split, summarize_predictions
 from facegraph.engine.metrics import topk_correct
 from facegraph.engine.trained import distillation_teacher, environment, warm_start
@@ -213,8 +213,8 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
         logger.info("%d optimizer steps per epoch: training %d epochs to reach train.min_steps = %d", steps_per_epoch,
                     epochs, config.train.min_steps)
     for epoch in range(start_epoch, epochs):
-        model.temperature = temperature_at(epoch, epochs, config.gumbel.temperature,
-                                           config.gumbel.final_temperature)
+        model.temperature = linear_anneal(epoch, epochs, config.gumbel.temperature, config.gumbel.final_temperature)
+        model.noise_scale = linear_anneal(epoch, epochs, config.gumbel.noise, config.gumbel.final_noise)
         target_rates = target_rates_at(epoch, config.loss.target_warmup_epochs, model.gated_target_rates())
         train_loader.set_epoch(epoch)
         started = time.perf_counter()
@@ -222,14 +222,15 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
                                        target_rates.to(context.device), weights, config, context, epoch, epochs,
                                        teacher)
         row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "temperature": model.temperature,
-               "target_rates": target_rates.tolist(), "train": train_stats}
+               "gumbel_noise": model.noise_scale, "target_rates": target_rates.tolist(), "train": train_stats}
         if val_loader is not None and context.is_main:
             val = summarize_predictions(predict_split(model, val_loader, config.train.precision, context.device), table)
             row["val"] = {k: val[k] for k in ("top1", "top5", "gate_rates")}
             row["val"].update(gmacs_mean=val["gmacs"]["mean"], gmacs_std=val["gmacs"]["std"])
         row["seconds"] = time.perf_counter() - started
         val_top1 = row.get("val", {}).get("top1")
-        improved = val_top1 is None or best_val_top1 is None or val_top1 > best_val_top1
+        selectable = epoch + 1 > config.train.select_from * epochs
+        improved = selectable and (val_top1 is None or best_val_top1 is None or val_top1 > best_val_top1)
         if improved:
             best_val_top1, best_epoch = val_top1, epoch + 1
         # Every rank's generators, so that a resumed rank draws the noise it would have drawn.

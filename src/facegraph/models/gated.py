@@ -108,6 +108,7 @@ class GatedResNet(ResNet):
             {str(i): Gate(in_channels[i], gate_hidden, initial_open_rate) for i in self.gated_blocks}
         )
         self.temperature = temperature
+        self.noise_scale = 1.0  # of the training-time Gumbel noise; the trainer anneals it (gumbel.final_noise)
         self.logit_scale = float(logit_scale)
         self.is_fused = False
 
@@ -129,7 +130,7 @@ class GatedResNet(ResNet):
             if key not in self.gates:
                 x = block(x)  # (B, C_out, H / stride, W / stride)
                 continue
-            z = self.gates[key](x, self.temperature, sample_gates)  # (B,)
+            z = self.gates[key](x, self.temperature, sample_gates, self.noise_scale)  # (B,)
             gate_values.append(z)
             x = skipping_residual(block, x, z) if skip else gated_residual(block, x, z)
         gates = torch.stack(gate_values, dim=1) if gate_values else images.new_zeros(images.shape[0], 0)  # (B, k)

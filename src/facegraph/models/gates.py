@@ -16,15 +16,18 @@ from torch.nn.utils.fusion import fuse_linear_bn_eval
 CLOSED, OPEN = 0, 1
 
 
-def straight_through_gumbel(relevance: torch.Tensor, temperature: float) -> torch.Tensor:
+def straight_through_gumbel(relevance: torch.Tensor, temperature: float, noise_scale: float = 1.0) -> torch.Tensor:
     """Sample a hard 0/1 gate per row of `relevance` (B, 2 logits) with straight-through gradients.
 
-    Forward: z = 1 iff logits + Gumbel noise favour OPEN (an exact sample of softmax(logits)).
+    Forward: z = 1 iff logits + noise_scale x Gumbel noise favour OPEN (at scale 1 an exact sample of softmax(logits);
+    towards 0 the deterministic decision that inference takes).
     Backward: the gradient of softmax((logits + noise) / temperature)[:, OPEN], so the temperature shapes learning.
     """
     if temperature <= 0:
         raise ValueError(f"Gumbel temperature must be > 0, got {temperature}")
-    gumbel_noise = -torch.empty_like(relevance).exponential_().log()
+    if noise_scale < 0:
+        raise ValueError(f"Gumbel noise scale must be >= 0, got {noise_scale}")
+    gumbel_noise = -torch.empty_like(relevance).exponential_().log() * noise_scale
     soft_open = torch.softmax((relevance + gumbel_noise) / temperature, dim=1)[:, OPEN]
     hard_open = (soft_open > 0.5).to(soft_open.dtype)
     # (soft - soft.detach()) is exactly 0 in the forward pass, so the value stays exactly 0 or 1.
@@ -67,9 +70,10 @@ class Gate(nn.Module):
         self.fc1 = fuse_linear_bn_eval(self.fc1.eval(), self.bn.eval())
         self.bn = None
 
-    def forward(self, x: torch.Tensor, temperature: float = 1.0, sample: bool | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, temperature: float = 1.0, sample: bool | None = None,
+                noise_scale: float = 1.0) -> torch.Tensor:
         """Gate values (B,) in {0, 1}. `sample` defaults to True in training mode and False in evaluation mode."""
         relevance = self.relevance(x).float()
         if self.training if sample is None else sample:
-            return straight_through_gumbel(relevance, temperature)
+            return straight_through_gumbel(relevance, temperature, noise_scale)
         return deterministic_gate(relevance)
