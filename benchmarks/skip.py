@@ -49,6 +49,7 @@ class BenchModel:
 def preset_model(preset: str, image_size: int, num_classes: int, parent: str | None = None) -> BenchModel:
     """The network a preset trains (facegraph.paper), at the image size and class count of its dataset; `parent`
     "finetune": the network table2's warm start fine-tunes (its gated blocks)."""
+    # Distillation needs a run to distil from; it does not change the network.
     config = load_config(preset, ["loss.distill_weight=0"] if parent else [], parent=parent)
     return BenchModel(config.model.arch, config.model.width, image_size, num_classes, paper.target_rates(config))
 

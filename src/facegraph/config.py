@@ -30,9 +30,9 @@ LR_SCHEDULES = ("cosine", "step", "constant")
 PRESET_SUFFIX = ".toml"
 INHERIT_KEY = "inherit"
 # Files that presets inherit from, not presets of their own: the shared keys, and the fine-tuning recipe that table2's
-# warm start puts between them and each row. A preset's table named like one of them (`[finetune]`) applies only when
-# the preset is loaded on that parent.
-PARENT_FILES = ("base", "finetune")
+# warm start puts between them and each row. A preset's own `[finetune]` table applies only when it is loaded on it.
+FINETUNE = "finetune"
+PARENT_FILES = ("base", FINETUNE)
 
 
 @dataclass
@@ -380,17 +380,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                 parent: str | None = None) -> RunConfig:
     """Read a TOML file or preset (or start from the defaults), apply `key=value` overrides, validate.
 
-    `parent` makes the file inherit from another file of its folder than its own `inherit` names, and merges the
-    file's own table of that name over the result: table2 puts a warm-started row on `finetune.toml`, and the row's
-    `[finetune]` table holds what it changes only when fine-tuned (an IIG row's stronger IIG loss)."""
+    `parent` makes the file inherit from another file of its folder than its own `inherit` names: table2 puts a
+    warm-started row on `finetune.toml`, and then merges the row's own `[finetune]` table over it, which holds what the
+    row changes only when fine-tuned (an IIG row's stronger IIG loss)."""
     data: dict = {}
     source = None
     if path is not None:
         source = resolve_config_source(path)
         data = _read_toml(source, parent_instead=parent)
-        own_tables = {name: data.pop(name) for name in PARENT_FILES if isinstance(data.get(name), dict)}
-        if parent is not None:
-            data = _merge(data, own_tables.get(parent, {}))
+        finetune = data.pop(FINETUNE) if isinstance(data.get(FINETUNE), dict) else {}
+        if parent == FINETUNE:
+            data = _merge(data, finetune)
         try:
             _from_dict(RunConfig, data)
         except ConfigError as error:

@@ -139,8 +139,8 @@ def run_table2(preset: str, data: str | Path, out: str | Path, *, seeds: int = 1
     if folds:
         title += f", seed s on cross-validation fold s of {folds}"
     if warm_start is not None:
-        epochs = configs[names[0]][0].train.epochs
-        title += (f", every row fine-tuned {epochs} epochs at lr {configs[names[0]][0].optim.lr:g} from the ResNet run of "
+        first = configs[names[0]][0]
+        title += (f", every row fine-tuned {first.train.epochs} epochs at lr {first.optim.lr:g} from the ResNet run of "
                   f"its seed ({preset}/finetune.toml)")
     markdown, _ = write_table(rows, out, title, paired_rows(rows_in))
     return markdown, rows
