@@ -52,6 +52,29 @@ def test_hand_worked_three_folds() -> None:
     assert result.auc == pytest.approx(33 / 36)
 
 
+def test_a_preprocessing_candidate_is_chosen_on_the_other_folds_never_on_the_fold_itself() -> None:
+    # Candidate 0 is right on 70 % of every fold; candidate 1 separates every fold perfectly except fold 3, where it
+    # is exactly inverted. Each fold's choice sees only the other folds: folds != 3 see candidate 1 right on 8 of 9
+    # folds (0.89 > 0.70) and fold 3 sees it perfect, so every fold takes candidate 1, and fold 3, decided blind to
+    # its own inversion, scores 0.
+    rng = np.random.default_rng(3)
+    same = np.tile([True, False], 300)
+    folds = np.repeat(np.arange(10), 60)
+    separable = np.where(same, rng.uniform(0.6, 1.0, 600), rng.uniform(0.0, 0.4, 600))
+    inverted = np.where(folds == 3, 1.0 - separable, separable)
+    mediocre = np.where(rng.random(600) < 0.7, separable, 1.0 - separable)
+    result = verification_protocol(np.stack([mediocre, inverted]), same, folds)
+    assert result.fold_candidates.tolist() == [1] * 10
+    assert result.fold_accuracies == pytest.approx([1.0, 1.0, 1.0, 0.0] + [1.0] * 6)
+    assert np.array_equal(result.scores, inverted)
+    # One candidate is the plain protocol, whichever way it is passed.
+    alone, row = verification_protocol(mediocre, same, folds), verification_protocol(mediocre[None], same, folds)
+    assert np.array_equal(alone.fold_accuracies, row.fold_accuracies) and alone.auc == row.auc
+    assert alone.fold_candidates.tolist() == [0] * 10 and np.array_equal(alone.scores, mediocre)
+    with pytest.raises(DataError, match="must be two 1-D arrays of one length"):
+        verification_protocol(np.stack([mediocre, inverted])[:, :500], same, folds)
+
+
 def test_best_threshold_edges_and_ties() -> None:
     assert best_threshold(np.array([0.2, 0.4]), np.array([False, True])) == pytest.approx(0.3)
     assert best_threshold(np.array([0.2, 0.4]), np.array([True, True])) == pytest.approx(-0.8)

@@ -113,6 +113,24 @@ def test_verify_lfw_pairs_counts_missing_and_training_people(tiny_run, tmp_path,
     assert len(rows) == 19 and rows[0].startswith("fold,first,second,person_first,person_second,same,training_identity")
     assert sum(row.split(",")[6] == "1" for row in rows[1:]) == 3
 
+    # Several centre crops: each fold decided with the crop best on the other folds; each crop alone is what a
+    # verify at that crop alone measures.
+    assert main(["verify", str(tiny_run["run"]), "--pairs", str(pairs), "--images", str(LFW), "--json",
+                 "--center-crop", "0.45", "0.7", "--name", "crops"]) == 0
+    plain = json.loads(capsys.readouterr().out)["results"]["plain"]
+    assert set(plain["fold_center_crops"]) <= {0.45, 0.7} and len(plain["fold_center_crops"]) == 10
+    assert main(["verify", str(tiny_run["run"]), "--pairs", str(pairs), "--images", str(LFW), "--json",
+                 "--center-crop", "0.7", "--name", "crop-0.7"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"]["plain"]["accuracy_mean"] == pytest.approx(
+        plain["accuracy_at_each_center_crop"]["0.7"])
+    crops_rows = (tiny_run["run"] / "verify" / "crops" / "pairs.csv").read_text().splitlines()
+    column = crops_rows[0].split(",").index("center_crop")
+    by_fold = dict(zip(range(10), plain["fold_center_crops"]))
+    assert all(float(r.split(",")[column]) == by_fold[int(r.split(",")[0])] for r in crops_rows[1:])
+    assert main(["verify", str(tiny_run["run"]), "--pairs", str(pairs), "--images", str(LFW),
+                 "--center-crop", "0.45", "0.45"]) == 2
+    assert "centre crops must be distinct" in capsys.readouterr().err
+
     # The report draws a verification section from pairs.csv.
     assert main(["report", str(tiny_run["run"]), "--out", str(tmp_path / "report")]) == 0
     page = (tmp_path / "report" / "index.html").read_text()

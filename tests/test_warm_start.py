@@ -10,8 +10,9 @@ from facegraph import paper
 from facegraph.cli import main
 from facegraph.config import list_presets, load_config
 from facegraph.data import Selection, load_prepared, prepare_folder
-from facegraph.data.loader import holdout
+from facegraph.data.prepared import holdout
 from facegraph.engine.annealing import training_epochs
+from facegraph.engine.evaluate import evaluate_run
 from facegraph.engine.trained import warm_start
 from facegraph.errors import FacegraphError
 from facegraph.rundir import RunDir, load_checkpoint
@@ -92,6 +93,9 @@ def test_without_a_val_split_the_checkpoint_is_chosen_on_training_images_held_ou
     run = train("cpu/resnet50", data, tmp_path / "run", "train.epochs=1", "data.val_from_train=0.25")
     (row,) = RunDir(run).metrics()
     assert "val" in row and RunDir(run).dataset()["val_from_train"] == len(held)
+    # evaluate sees the same parts: --split val is the held-out part, and train no longer holds it
+    assert evaluate_run(run, "val", timing=False)["images"] == len(held)
+    assert evaluate_run(run, "train", timing=False)["images"] == len(kept)
 
 
 def test_table2_warm_start_fine_tunes_every_row_from_the_resnet_of_its_seed(data_synthetic_32px, tmp_path, capsys):
@@ -116,6 +120,11 @@ def test_table2_warm_start_fine_tunes_every_row_from_the_resnet_of_its_seed(data
     assert "--from-scratch" in capsys.readouterr().err
     assert main([*args, "--from-scratch"]) == 2  # --finetune-set without fine-tuning
     assert "--finetune-set" in capsys.readouterr().err
+    assert main([*args, "--finetune-set", "train.epoch=3"]) == 2  # a misspelt key is named with its own flag
+    error = capsys.readouterr().err
+    assert "--finetune-set train.epoch: unknown key 'epoch' in [train]" in error and "--set" not in error
+    assert main([*args, "--finetune-set", "train.epochs"]) == 2
+    assert "--finetune-set expects key=value, got 'train.epochs'" in capsys.readouterr().err
 
 
 def test_a_warm_started_iig_row_keeps_its_own_losses():
@@ -123,9 +132,13 @@ def test_a_warm_started_iig_row_keeps_its_own_losses():
     [finetune] table applies only when it is fine-tuned."""
     iig = load_config("cpu/iig-gender", ["model.init_from='runs/resnet50'"], parent="finetune")
     assert iig.loss.target_weight == 0.0 and iig.loss.iig_weight == 8.0 and iig.loss.distill_weight == 1.0
-    assert iig.optim.lr == 0.01 and iig.gates.always_on_first == 1 and iig.model.variant == "iig"
+    assert iig.optim.lr == 0.01 and iig.model.variant == "iig" and iig.train.epochs == 36
+    aig = load_config("cpu/aig-t0.5", ["model.init_from='runs/resnet50'"], parent="finetune")
+    assert aig.gates.always_on_first == 1  # finetune.toml's 12 gated blocks ...
+    assert iig.gates.always_on_first == 3 and iig.gates.always_on_last == 1  # ... which the IIG row's [finetune] undoes
     scratch = load_config("cpu/iig-gender")
     assert scratch.optim.lr == 0.1 and scratch.loss.iig_weight == 1.0 and "finetune" not in scratch.to_dict()
+    assert scratch.train.epochs == 72
     assert "cpu/finetune" not in list_presets() and "paper/finetune" not in list_presets()
 
 

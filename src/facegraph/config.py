@@ -210,10 +210,10 @@ def _from_dict(cls: type, data: dict, prefix: str = "") -> Any:
     return cls(**values)
 
 
-def _parse_override(assignment: str) -> tuple[list[str], Any]:
+def _parse_override(assignment: str, option: str = "--set") -> tuple[list[str], Any]:
     key, sep, text = assignment.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set expects key=value, got {assignment!r}")
+        raise ConfigError(f"{option} expects key=value, got {assignment!r}")
     try:
         value = tomllib.loads(f"value = {text}")["value"]
     except tomllib.TOMLDecodeError:
@@ -221,17 +221,25 @@ def _parse_override(assignment: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def _check_override_key(path: list[str]) -> None:
-    """An unknown `--set` key is reported against the `--set` argument, not the config file."""
+def _check_override_key(path: list[str], option: str = "--set") -> None:
+    """An unknown `--set` key is reported against the option that gave it, not the config file."""
     cls: Any = RunConfig
     for depth, part in enumerate(path):
         if not dataclasses.is_dataclass(cls):
-            raise ConfigError(f"--set {'.'.join(path)}: {'.'.join(path[:depth])} is not a table")
+            raise ConfigError(f"{option} {'.'.join(path)}: {'.'.join(path[:depth])} is not a table")
         fields = {f.name: f for f in dataclasses.fields(cls)}
         if part not in fields:
             where = f" in [{'.'.join(path[:depth])}]" if depth else ""
-            raise ConfigError(f"--set {'.'.join(path)}: unknown key {part!r}{where}; known: {', '.join(sorted(fields))}")
+            raise ConfigError(f"{option} {'.'.join(path)}: unknown key {part!r}{where}; "
+                              f"known: {', '.join(sorted(fields))}")
         cls = typing.get_type_hints(cls)[part]
+
+
+def check_overrides(assignments: list[str], option: str) -> None:
+    """Check the form and keys of `key=value` assignments before any run starts; errors name `option` (a command's
+    flag other than --set, e.g. table2's --finetune-set). Values are checked when a config is loaded."""
+    for assignment in assignments:
+        _check_override_key(_parse_override(assignment, option)[0], option)
 
 
 def _apply_override(data: dict, path: list[str], value: Any) -> None:

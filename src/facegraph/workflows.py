@@ -56,18 +56,23 @@ class VerificationPairs:
 
     pairs: Path
     images: Path
-    center_crop: float | None = None  # the crop for these photos when the runs were trained on other face crops
+    # The crop for these photos when the runs were trained on other face crops; several: chosen per fold (verify).
+    center_crop: tuple[float, ...] | None = None
 
 
 def verify_run(run_dir: Path, verification: VerificationPairs) -> dict:
-    """The run's verification summary on the pairs (computed once, then read from RUN/verify/<pairs stem>/)."""
+    """The run's verification summary on the pairs (computed once, then read from RUN/verify/<pairs stem>/ while its
+    centre crops are the ones asked for)."""
     from facegraph.engine.trained import load_trained
     from facegraph.recognition.runs import lfw_pair_set, verify_pairs
     from facegraph.rundir import read_json
 
     summary_path = run_dir / "verify" / verification.pairs.stem / "summary.json"
     if summary_path.is_file():
-        return read_json(summary_path)
+        summary = read_json(summary_path)
+        crops = summary.get("center_crops", [summary["preprocessing"]["center_crop"]])
+        if verification.center_crop is None or crops == list(verification.center_crop):
+            return summary
     trained = load_trained(run_dir)
     pair_set = lfw_pair_set(trained, verification.pairs, verification.images, verification.center_crop)
     return verify_pairs(trained, pair_set, flip=True).summary

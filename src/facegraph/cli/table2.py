@@ -38,9 +38,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--verify-pairs", metavar="PAIRS_TXT",
                         help="also verify every run on these LFW pairs (a column of the table; needs --verify-images)")
     parser.add_argument("--verify-images", metavar="LFW_FOLDER", help="the folder the --verify-pairs images are in")
-    parser.add_argument("--verify-center-crop", type=float, metavar="FRACTION",
-                        help="centre crop for the verification photos (e.g. 0.45 for deep-funneled LFW when the runs "
-                             "were trained on CelebA face crops; default: the run's own)")
+    parser.add_argument("--verify-center-crop", type=float, nargs="+", metavar="FRACTION",
+                        help="centre crop for the verification photos when the runs were trained on other face crops "
+                             "(default: the run's own); several: chosen per fold on the other folds, as `verify "
+                             "--center-crop` (e.g. 0.45 0.5 0.55 0.6 0.65 for deep-funneled LFW and CelebA runs)")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--warm-start", dest="warm_start", action="store_true", default=argparse.SUPPRESS,
                        help="train the ResNet row first, then fine-tune every row (the ResNet too, from itself) from "
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from facegraph.rundir import check_output_folder
     from pathlib import Path
 
+    from facegraph.config import check_overrides
     from facegraph.errors import ConfigError
     from facegraph.workflows import VerificationPairs, WarmStart, run_table2
 
@@ -66,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if (args.verify_pairs is None) != (args.verify_images is None):
         raise ConfigError("--verify-pairs and --verify-images go together")
     verification = None if args.verify_pairs is None else VerificationPairs(
-        Path(args.verify_pairs), Path(args.verify_images), args.verify_center_crop)
+        Path(args.verify_pairs), Path(args.verify_images),
+        None if args.verify_center_crop is None else tuple(args.verify_center_crop))
     models = args.models.split(",") if args.models else None
     if args.folds is not None and args.folds < 2:
         raise ConfigError(f"--folds must be >= 2, got {args.folds}")
@@ -75,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     warm = getattr(args, "warm_start", args.preset == "cpu")  # absent unless --warm-start / --from-scratch was given
     if args.finetune_overrides and not warm:
         raise ConfigError("--finetune-set changes the fine-tuning runs of a warm-started table: drop --from-scratch")
+    check_overrides(args.finetune_overrides, "--finetune-set")
     markdown, _ = run_table2(args.preset, args.data, args.out, seeds=args.folds or args.seeds or 1,
                              overrides=args.overrides, models=models, verification=verification, folds=args.folds or 0,
                              warm_start=WarmStart(tuple(args.finetune_overrides)) if warm else None)

@@ -38,9 +38,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="also report horizontal-flip test-time augmentation (embedding of image + mirror image)")
     parser.add_argument("--name", help="output folder under RUN/verify/ (default: the pairs file's stem, or "
                                        "<dataset>-<split>-n<N>-s<S>)")
-    parser.add_argument("--center-crop", type=float, metavar="FRACTION",
-                        help="with --pairs: the centre crop for the pairs' photos (default: the run's own; e.g. 0.45 "
-                             "for deep-funneled LFW when the run was trained on another dataset's face crops)")
+    parser.add_argument("--center-crop", type=float, nargs="+", metavar="FRACTION",
+                        help="with --pairs: the centre crop for the pairs' photos (default: the run's own), for photos "
+                             "framed unlike the run's training faces; several values: each fold is decided with the "
+                             "crop that verifies best on the other folds, as the threshold is (e.g. 0.45 0.5 0.55 0.6 "
+                             "0.65 for deep-funneled LFW and a run trained on CelebA's face crops)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of text")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="weights to use")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass")
@@ -58,6 +60,11 @@ def _print_text(summary: dict) -> None:
         print(f"  {variant}: accuracy {100 * result['accuracy_mean']:.2f} +- {100 * result['accuracy_std']:.2f} % "
               f"over {len(result['folds'])} folds, ROC AUC {result['auc']:.4f}, "
               f"{result['mean_gmacs_per_image']:.4f} GMACs per image")
+        if len(summary["center_crops"]) > 1:
+            print(f"    centre crop chosen per fold on the other folds: "
+                  f"{' '.join(f'{c:g}' for c in result['fold_center_crops'])} (each crop alone: "
+                  + ", ".join(f"{crop} {100 * accuracy:.2f} %" for crop, accuracy
+                              in result["accuracy_at_each_center_crop"].items()) + ")")
         for tar in result["tar_at_far"]:
             note = "" if tar["resolved"] else " (not resolved: fewer than 1/FAR mismatched pairs)"
             print(f"    TAR {100 * tar['tar']:.2f} % at FAR {tar['far']:g}: {tar['false_accepts']} false accepts "
@@ -74,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
     if args.pairs_from is not None and args.images is not None:
         raise ConfigError("--images goes with --pairs; --pairs-from reads the prepared dataset's own images")
     trained = load_trained(args.run_dir, args.checkpoint)
-    if args.center_crop is not None and not 0.05 <= args.center_crop <= 1.0:
-        raise ConfigError(f"--center-crop must lie in [0.05, 1], got {args.center_crop}")
+    if args.center_crop is not None and args.pairs_from is not None:
+        raise ConfigError("--center-crop goes with --pairs; a prepared dataset's photos are already cut")
     if args.pairs is not None:
         pair_set = lfw_pair_set(trained, args.pairs, args.images, args.center_crop)
     else:

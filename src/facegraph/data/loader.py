@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,7 +136,6 @@ def augment_batch(images: torch.Tensor, rng: np.random.Generator, max_shift: int
 class CachedLoader:
     """Batches of ``split`` from the memory-mapped cache (built on first use, rebuilt when the manifest changes).
 
-    ``samples`` restricts it to those manifest indices (a part carved from a split, see ``holdout``).
     ``train``: shuffle by (seed, epoch) and augment (if ``augment``); call ``set_epoch`` before each epoch.
     ``drop_last`` (default: ``train``) drops the last incomplete batch and, with ``num_replicas`` > 1, the tail
     that does not divide evenly; otherwise shards are padded by wrapping around. ``len()`` is batches per epoch.
@@ -154,7 +153,6 @@ class CachedLoader:
         num_replicas: int = 1,
         rank: int = 0,
         drop_last: bool | None = None,
-        samples: Sequence[int] | None = None,
     ) -> None:
         if batch_size < 1:
             raise DataError(f"batch size {batch_size} must be at least 1")
@@ -170,8 +168,7 @@ class CachedLoader:
         self.rank = rank
         self.drop_last = train if drop_last is None else drop_last
         self.epoch = 0
-        # `samples` (manifest indices) replaces the split's own, e.g. a validation part carved from train.
-        self.split_samples = np.asarray(dataset.split_indices(split) if samples is None else samples, dtype=np.int64)
+        self.split_samples = np.asarray(dataset.split_indices(split), dtype=np.int64)
         if self.split_samples.size == 0:
             raise DataError(f"dataset {dataset.root} has no {split!r} images (its splits: {', '.join(dataset.splits) or 'none'})")
         if self.split_samples.size < num_replicas:
@@ -214,24 +211,6 @@ class CachedLoader:
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, 1])
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             yield self._batch(shard[start : start + self.batch_size], rng)
-
-
-def holdout(dataset: PreparedDataset, split: str, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Split `split` into (kept, held out): per identity, a seeded `fraction` of its images (at least one, for people
-    with three or more) is held out, so a dataset prepared without a validation split can still choose its checkpoint
-    on images it does not train on, never on test."""
-    by_identity: dict[int, list[int]] = {}
-    for index in dataset.split_indices(split):
-        by_identity.setdefault(dataset.samples[index].identity, []).append(index)
-    rng = np.random.default_rng([seed, 7])
-    kept, held = [], []
-    for identity in sorted(by_identity):
-        indices = by_identity[identity]
-        count = max(1, round(fraction * len(indices))) if len(indices) >= 3 else 0
-        order = rng.permutation(len(indices))
-        held += [indices[i] for i in order[:count]]
-        kept += [indices[i] for i in order[count:]]
-    return sorted(kept), sorted(held)
 
 
 # The factory name the engine and benchmarks use.

@@ -114,6 +114,16 @@ class PreparedDataset:
                    for i, sample in enumerate(self.samples)]
         return replace(self, samples=samples, info={**self.info, "cross_validation": {"folds": folds, "fold": fold}})
 
+    def with_validation_from_train(self, fraction: float, seed: int, split: str = "val") -> "PreparedDataset":
+        """The same photos with a seeded `fraction` of each person's training photos moved into `split` (at least one
+        for people with three or more; `holdout`): how a run without a validation split chooses its
+        checkpoint on images it does not train on, never on test. Training and later evaluation see the same parts."""
+        _, held = holdout(self, "train", fraction, seed)
+        held_out = set(held)
+        samples = [replace(sample, split=split) if i in held_out else sample for i, sample in enumerate(self.samples)]
+        return replace(self, samples=samples, info={**self.info, "validation_from_train": {
+            "fraction": fraction, "seed": seed, "split": split, "images": len(held)}})
+
     def attribute_codes(self, feature: str) -> torch.Tensor:
         """Per sample, the index of its identity's label in ``features[feature]``; -1 where unknown."""
         if feature not in self.features:
@@ -309,3 +319,23 @@ class StagedDataset:
             os.replace(self.staging, self.out)
         self._committed = True
         return self.out
+
+
+def holdout(dataset: PreparedDataset, split: str, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Split `split` into (kept, held out): per identity, a seeded `fraction` of its images (at least one, for people
+    with three or more) is held out, so a dataset prepared without a validation split can still choose its checkpoint
+    on images it does not train on, never on test."""
+    import numpy as np  # here, so that the CLI parses arguments without loading numpy
+
+    by_identity: dict[int, list[int]] = {}
+    for index in dataset.split_indices(split):
+        by_identity.setdefault(dataset.samples[index].identity, []).append(index)
+    rng = np.random.default_rng([seed, 7])
+    kept, held = [], []
+    for identity in sorted(by_identity):
+        indices = by_identity[identity]
+        count = max(1, round(fraction * len(indices))) if len(indices) >= 3 else 0
+        order = rng.permutation(len(indices))
+        held += [indices[i] for i in order[:count]]
+        kept += [indices[i] for i in order[count:]]
+    return sorted(kept), sorted(held)

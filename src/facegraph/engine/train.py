@@ -16,7 +16,6 @@ from tqdm import tqdm
 from facegraph import paper
 from facegraph.config import RunConfig, config_differences, describe_differences
 from facegraph.data import PreparedDataset, load_prepared, make_loader
-from facegraph.data.loader import holdout
 from facegraph.engine import distributed
 from facegraph.engine.annealing import linear_anneal, lr_factor, target_rates_at, training_epochs
 from facegraph.engine.evaluate import evaluate_run, predict_split, summarize_predictions
@@ -147,13 +146,12 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
     optimizer = torch.optim.SGD(parameter_groups, lr=config.optim.lr, momentum=config.optim.momentum,
                                 weight_decay=config.optim.weight_decay, nesterov=config.optim.nesterov)
     has_val = config.data.val_split in dataset.splits
-    train_samples, val_samples = None, None
-    if not has_val and config.data.val_from_train > 0:
-        train_samples, val_samples = holdout(dataset, "train", config.data.val_from_train, config.train.seed)
-        summary["val_from_train"] = len(val_samples)
+    carved = dataset.info.get("validation_from_train")
+    if carved:
+        summary["val_from_train"] = carved["images"]
     train_loader = make_loader(dataset, "train", config.train.batch_size, train=True, seed=config.train.seed,
                                augment=config.data.augment, num_replicas=context.world_size, rank=context.rank,
-                               drop_last=True, samples=train_samples)
+                               drop_last=True)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise ConfigError(f"train.batch_size {config.train.batch_size} exceeds the training split of {dataset.root}")
@@ -165,12 +163,9 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
     if has_val:
         val_loader = make_loader(dataset, config.data.val_split, config.train.eval_batch_size, train=False,
                                  seed=config.train.seed)
-    elif val_samples:
-        val_loader = make_loader(dataset, "train", config.train.eval_batch_size, train=False, seed=config.train.seed,
-                                 samples=val_samples)
-        if context.is_main:
+        if carved and context.is_main:
             logger.info("the dataset has no %r split: %d training images (data.val_from_train = %g) choose the "
-                        "checkpoint instead", config.data.val_split, len(val_samples), config.data.val_from_train)
+                        "checkpoint instead", config.data.val_split, carved["images"], config.data.val_from_train)
     elif context.is_main:
         logger.warning("the dataset has no %r split: the last epoch's weights are kept as best", config.data.val_split)
     # fp16 needs loss scaling against gradient underflow; bf16 and fp32 do not (the scaler is then a no-op).

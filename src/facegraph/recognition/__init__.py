@@ -6,13 +6,14 @@ from facegraph.recognition.gallery import (
 )
 from facegraph.recognition.pairs import Pair, lfw_image_path, read_lfw_pairs, sample_pairs, split_available
 from facegraph.recognition.protocol import (
-    RocCurve, TarAtFar, VerificationResult, best_threshold, roc_auc, roc_curve, tar_at_far, threshold_at_far,
-    verification_accuracy, verification_protocol,
+    RocCurve, TarAtFar, VerificationResult, best_threshold, pair_similarities, roc_auc, roc_curve, tar_at_far,
+    threshold_at_far, verification_accuracy, verification_protocol,
 )
 
 __all__ = [
     "UNKNOWN", "Gallery", "OpenSetRates", "Pair", "PcaModel", "RocCurve", "SearchResult", "TarAtFar", "VerificationResult",
-    "best_threshold", "calibrate_threshold", "fit_pca", "gallery_fingerprint", "lfw_image_path", "open_set_rates", "raw_pixel_embeddings",
+    "best_threshold", "calibrate_threshold", "fit_pca", "gallery_fingerprint", "lfw_image_path", "open_set_rates", "pair_similarities",
+    "raw_pixel_embeddings",
     "read_lfw_pairs", "roc_auc", "roc_curve", "sample_pairs", "split_available", "tar_at_far", "threshold_at_far",
     "verification_accuracy", "verification_protocol",
 ]

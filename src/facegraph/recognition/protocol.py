@@ -13,6 +13,11 @@ import numpy as np
 from facegraph.errors import DataError
 
 
+def pair_similarities(embeddings: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each pair (rows `first[i]` and `second[i]` of unit-length embeddings), in float64."""
+    return np.einsum("ij,ij->i", embeddings[first].astype(np.float64), embeddings[second].astype(np.float64))
+
+
 def _check_scores(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scores = np.asarray(scores, dtype=np.float64)
     same = np.asarray(same, dtype=bool)
@@ -158,12 +163,16 @@ class VerificationResult:
 
     fold_accuracies[i] is the accuracy on fold folds[i] at fold_thresholds[i], the best threshold of all other folds
     together. std_accuracy is the sample standard deviation over folds (ddof=1) and standard_error = std / sqrt(k),
-    as the LFW README asks results to be reported; auc and roc cover all pairs pooled.
+    as the LFW README asks results to be reported; auc and roc cover all pairs pooled. With candidate scores (one row
+    per setting of a preprocessing parameter), fold_candidates[i] is the row fold folds[i] was decided with and
+    `scores` holds each pair's score from its fold's row; with one row both are trivial.
     """
 
     folds: np.ndarray
     fold_accuracies: np.ndarray
     fold_thresholds: np.ndarray
+    fold_candidates: np.ndarray
+    scores: np.ndarray
     mean_accuracy: float
     std_accuracy: float
     standard_error: float
@@ -172,29 +181,48 @@ class VerificationResult:
 
 
 def verification_protocol(scores: np.ndarray, same: np.ndarray, folds: np.ndarray) -> VerificationResult:
-    """LFW view-2 protocol: for each fold, pick best_threshold on the other folds and measure accuracy on it."""
-    scores, same = _check_scores(scores, same)
+    """LFW view-2 protocol: for each fold, pick best_threshold on the other folds and measure accuracy on it.
+
+    `scores` (N,) or (C, N): C candidate scorings of the same pairs (e.g. the photos cut at C centre crops). Each fold
+    is then decided by the candidate whose best threshold is most accurate on the other folds, so a preprocessing
+    parameter is chosen as the threshold is, never on the pairs it is measured on; ties go to the first candidate.
+    """
+    candidates = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    if np.ndim(scores) not in (1, 2) or not candidates.shape[0]:
+        raise DataError(f"scores must be (pairs,) or (candidates, pairs), got shape {np.shape(scores)}")
+    for row in candidates:
+        _check_scores(row, same)
+    same = np.asarray(same, dtype=bool)
     folds = np.asarray(folds)
-    if folds.shape != scores.shape:
-        raise DataError(f"fold ids {folds.shape} do not match the {len(scores)} scores")
+    if folds.shape != same.shape:
+        raise DataError(f"fold ids {folds.shape} do not match the {len(same)} scores")
     fold_ids = np.unique(folds)
     if len(fold_ids) < 2:
         raise DataError(f"the protocol needs at least 2 folds, got {len(fold_ids)}")
-    thresholds, accuracies = [], []
+    thresholds, accuracies, chosen = [], [], []
+    chosen_scores = candidates[0].copy()
     for fold in fold_ids:
         held_out = folds == fold
-        threshold = best_threshold(scores[~held_out], same[~held_out])
-        thresholds.append(threshold)
-        accuracies.append(verification_accuracy(scores[held_out], same[held_out], threshold))
+        fits = []
+        for row in candidates:
+            threshold = best_threshold(row[~held_out], same[~held_out])
+            fits.append((verification_accuracy(row[~held_out], same[~held_out], threshold), threshold))
+        best = max(range(len(fits)), key=lambda c: (fits[c][0], -c))
+        chosen.append(best)
+        thresholds.append(fits[best][1])
+        chosen_scores[held_out] = candidates[best][held_out]
+        accuracies.append(verification_accuracy(candidates[best][held_out], same[held_out], fits[best][1]))
     accuracies_array = np.array(accuracies)
     std = float(accuracies_array.std(ddof=1))
     return VerificationResult(
         folds=fold_ids,
         fold_accuracies=accuracies_array,
         fold_thresholds=np.array(thresholds),
+        fold_candidates=np.array(chosen),
+        scores=chosen_scores,
         mean_accuracy=float(accuracies_array.mean()),
         std_accuracy=std,
         standard_error=std / np.sqrt(len(fold_ids)),
-        auc=roc_auc(scores, same),
-        roc=roc_curve(scores, same),
+        auc=roc_auc(chosen_scores, same),
+        roc=roc_curve(chosen_scores, same),
     )

@@ -31,7 +31,8 @@ from facegraph.engine.trained import TrainedRun, inference_precision
 from facegraph.errors import ConfigError, DataError, FacegraphError
 from facegraph.recognition.gallery import Gallery, SearchResult, calibrate_threshold, gallery_fingerprint
 from facegraph.recognition.pairs import Pair, read_lfw_pairs, sample_pairs, split_available
-from facegraph.recognition.protocol import TarAtFar, VerificationResult, tar_at_far, verification_protocol
+from facegraph.recognition.protocol import (TarAtFar, VerificationResult, pair_similarities, tar_at_far,
+                                           verification_protocol)
 from facegraph import paper
 from facegraph.rundir import atomic_write_bytes, dataset_fingerprint, write_json, write_text
 
@@ -205,7 +206,11 @@ def embed_images(trained: TrainedRun, images: Sequence[str | Path], *, preproces
 
 @dataclass(frozen=True)
 class PairSet:
-    """Pairs to verify, the folder their paths are relative to, each image's person, and how to cut the images."""
+    """Pairs to verify, the folder their paths are relative to, each image's person, and how to cut the images.
+
+    With several `center_crops` the photos are embedded once per crop and each fold is decided with the crop that
+    verifies best on the other folds (`verification_protocol`); otherwise `preprocessing`'s own crop is used.
+    """
 
     pairs: list[Pair]
     images_root: Path
@@ -213,23 +218,32 @@ class PairSet:
     preprocessing: dict[str, Any]
     source: dict[str, Any]  # how the pairs were made (for the summary)
     name: str  # default output folder name under RUN/verify/
+    center_crops: tuple[float, ...] = ()
+
+    def crops(self) -> tuple[float, ...]:
+        """The centre crops the photos are embedded at: the candidates, or the one of `preprocessing`."""
+        return self.center_crops or (float(self.preprocessing["center_crop"]),)
 
 
 def lfw_pair_set(trained: TrainedRun, pairs_file: str | Path, images_root: str | Path,
-                 center_crop: float | None = None) -> PairSet:
+                 center_crop: float | Sequence[float] | None = None) -> PairSet:
     """Pairs of an LFW pairs file over an LFW-layout folder (the person is the image's folder name). `center_crop`
-    frames the photos when they are framed unlike the run's training faces (default: the run's own)."""
+    frames the photos when they are framed unlike the run's training faces (default: the run's own); several values
+    are candidates, chosen per fold on the other folds (PairSet)."""
     pairs = read_lfw_pairs(pairs_file)
     images_root = Path(images_root)
     if not images_root.is_dir():
         raise DataError(f"images folder {images_root} does not exist")
     person_of = {path: Path(path).parts[0] for pair in pairs for path in (pair.first, pair.second)}
     preprocessing = run_preprocessing(trained, is_prepared_dataset(images_root))
-    if center_crop is not None:
-        preprocessing["center_crop"] = center_crop
+    crops = () if center_crop is None else tuple(float(c) for c in np.atleast_1d(center_crop))
+    if any(not 0.05 <= crop <= 1.0 for crop in crops) or len(set(crops)) != len(crops):
+        raise ConfigError(f"centre crops must be distinct and lie in [0.05, 1], got {list(crops)}")
+    if crops:
+        preprocessing["center_crop"] = crops[0]
     return PairSet(pairs, images_root, person_of, preprocessing,
                    {"kind": "pairs-file", "pairs_file": str(pairs_file), "images": str(images_root)},
-                   Path(pairs_file).stem)
+                   Path(pairs_file).stem, crops if len(crops) > 1 else ())
 
 
 def prepared_pair_set(trained: TrainedRun, prepared: str | Path, num_pairs: int, seed: int, split: str = "test",
@@ -254,12 +268,14 @@ def _tar_dict(tar: TarAtFar) -> dict[str, Any]:
             "mismatched_pairs": tar.mismatched_pairs, "achieved_far": tar.achieved_far, "resolved": tar.resolved}
 
 
-def _protocol_dict(protocol: VerificationResult, tars: list[TarAtFar], gmacs: float) -> dict[str, Any]:
+def _protocol_dict(protocol: VerificationResult, tars: list[TarAtFar], gmacs: float,
+                   crops: tuple[float, ...]) -> dict[str, Any]:
     return {
         "accuracy_mean": protocol.mean_accuracy, "accuracy_std": protocol.std_accuracy,
         "standard_error": protocol.standard_error, "auc": protocol.auc,
         "folds": [int(f) for f in protocol.folds], "fold_accuracies": protocol.fold_accuracies.tolist(),
         "fold_thresholds": protocol.fold_thresholds.tolist(),
+        "fold_center_crops": [crops[c] for c in protocol.fold_candidates.tolist()],
         "tar_at_far": [_tar_dict(t) for t in tars], "mean_gmacs_per_image": gmacs,
     }
 
@@ -305,9 +321,14 @@ def verify_pairs(trained: TrainedRun, pair_set: PairSet, *, out_name: str | None
         raise DataError(f"{len(missing)} of {len(pairs)} pairs have an image missing under {pair_set.images_root}: "
                         "is it the right images folder?")
     distinct = list(dict.fromkeys(path for pair in kept for path in (pair.first, pair.second)))
-    logger.info("verify: embedding %d distinct images of %d pairs", len(distinct), len(kept))
-    embedded = embed_images(trained, [pair_set.images_root / p for p in distinct], preprocessing=pair_set.preprocessing,
-                            batch_size=batch_size, flip=flip, names=distinct)
+    crops = pair_set.crops()
+    logger.info("verify: embedding %d distinct images of %d pairs at centre crop %s", len(distinct), len(kept),
+                ", ".join(f"{c:g}" for c in crops))
+    # The same files are read at every crop, so names and failures agree across crops.
+    embedded_at = [embed_images(trained, [pair_set.images_root / p for p in distinct],
+                                preprocessing={**pair_set.preprocessing, "center_crop": crop}, batch_size=batch_size,
+                                flip=flip, names=distinct) for crop in crops]
+    embedded = embedded_at[0]
     row_of = embedded.index()
     unreadable = {name for name, _ in embedded.failures}
     if unreadable:
@@ -342,23 +363,33 @@ def verify_pairs(trained: TrainedRun, pair_set: PairSet, *, out_name: str | None
     results: dict[str, Any] = {}
     scores_of: dict[str, np.ndarray] = {}
     thresholds_of: dict[str, np.ndarray] = {}
-    variants = [("plain", embedded.embeddings, embedded.gmacs)]
-    if flip:
-        variants.append(("flip", embedded.flip_embeddings, embedded.flip_gmacs))
-    for variant, embeddings, gmacs in variants:
-        scores = np.einsum("ij,ij->i", embeddings[first].astype(np.float64), embeddings[second].astype(np.float64))
-        protocol = verification_protocol(scores, same, folds)
-        tars = [tar_at_far(scores, same, far) for far in FARS]
-        results[variant] = _protocol_dict(protocol, tars, float(gmacs[used_rows].mean()))
-        threshold_of_fold = dict(zip(protocol.folds.tolist(), protocol.fold_thresholds.tolist()))
-        scores_of[variant] = scores
-        thresholds_of[variant] = np.array([threshold_of_fold[f] for f in folds.tolist()])
+    crop_index_of: dict[str, np.ndarray] = {}  # per pair, the crop its fold was decided with
+    variants = [("plain", "embeddings", "gmacs")] + ([("flip", "flip_embeddings", "flip_gmacs")] if flip else [])
+    for variant, embeddings_field, gmacs_field in variants:
+        candidate_scores = np.stack([pair_similarities(getattr(e, embeddings_field), first, second)
+                                     for e in embedded_at])  # (crops, pairs)
+        protocol = verification_protocol(candidate_scores, same, folds)
+        tars = [tar_at_far(protocol.scores, same, far) for far in FARS]
+        # Each crop's cost weighted by the share of folds decided with it (one crop: its mean over the images).
+        share = np.bincount(protocol.fold_candidates, minlength=len(crops)) / len(protocol.folds)
+        gmacs = sum(w * float(getattr(e, gmacs_field)[used_rows].mean()) for w, e in zip(share, embedded_at))
+        results[variant] = _protocol_dict(protocol, tars, float(gmacs), crops)
+        if len(crops) > 1:  # each crop's own view-2 result, for reading; the headline chose per fold
+            results[variant]["accuracy_at_each_center_crop"] = {
+                f"{crop:g}": verification_protocol(row, same, folds).mean_accuracy
+                for crop, row in zip(crops, candidate_scores)}
+        fold_position = {f: i for i, f in enumerate(protocol.folds.tolist())}
+        positions = np.array([fold_position[f] for f in folds.tolist()])
+        scores_of[variant] = protocol.scores
+        thresholds_of[variant] = protocol.fold_thresholds[positions]
+        crop_index_of[variant] = protocol.fold_candidates[positions]
 
-    features, labels = _attribute_labels(trained, embedded.gates)
+    labels_at = [_attribute_labels(trained, e.gates) for e in embedded_at]
+    features = labels_at[0][0]
     header = ["fold", "first", "second", "person_first", "person_second", "same", "training_identity",
-              "similarity", "threshold", "correct"]
+              "center_crop", "similarity", "threshold", "correct"]
     if flip:
-        header += ["similarity_flip", "threshold_flip", "correct_flip"]
+        header += ["center_crop_flip", "similarity_flip", "threshold_flip", "correct_flip"]
     header += ["gmacs_first", "gmacs_second", "active_gates_first", "active_gates_second", "gates_first", "gates_second"]
     header += [f"{feature}_{side}" for feature in features for side in ("first", "second")]
     rows = []
@@ -366,12 +397,15 @@ def verify_pairs(trained: TrainedRun, pair_set: PairSet, *, out_name: str | None
         a, b = first[index], second[index]
         row: list[Any] = [pair.fold, pair.first, pair.second, pair_set.person_of.get(pair.first, ""),
                           pair_set.person_of.get(pair.second, ""), int(pair.same), int(overlap[index])]
-        for variant in [v for v, _, _ in variants]:
+        for variant, _, _ in variants:
             score, threshold = scores_of[variant][index], thresholds_of[variant][index]
-            row += [f"{score:.6f}", f"{threshold:.6f}", int((score >= threshold) == pair.same)]
-        row += [f"{embedded.gmacs[a]:.6f}", f"{embedded.gmacs[b]:.6f}", int(embedded.gates[a].sum()),
-                int(embedded.gates[b].sum()), "".join(str(int(g)) for g in embedded.gates[a]),
-                "".join(str(int(g)) for g in embedded.gates[b])]
+            row += [f"{crops[crop_index_of[variant][index]]:g}", f"{score:.6f}", f"{threshold:.6f}",
+                    int((score >= threshold) == pair.same)]
+        # Gates, costs and read-outs of the images as cut for the plain embedding's decision.
+        at = embedded_at[crop_index_of["plain"][index]]
+        labels = labels_at[crop_index_of["plain"][index]][1]
+        row += [f"{at.gmacs[a]:.6f}", f"{at.gmacs[b]:.6f}", int(at.gates[a].sum()), int(at.gates[b].sum()),
+                "".join(str(int(g)) for g in at.gates[a]), "".join(str(int(g)) for g in at.gates[b])]
         for position in range(len(features)):
             row += [labels[a][position], labels[b][position]]
         rows.append(row)
@@ -379,13 +413,13 @@ def verify_pairs(trained: TrainedRun, pair_set: PairSet, *, out_name: str | None
 
     summary = {
         "run": str(trained.path), "checkpoint": trained.checkpoint, "source": pair_set.source, "flip": flip,
-        "preprocessing": pair_set.preprocessing,
+        "preprocessing": pair_set.preprocessing, "center_crops": list(crops),
         "pairs_total": len(pairs), "pairs_used": len(kept), "pairs_matched": int(same.sum()),
         "pairs_mismatched": int((~same).sum()), "pairs_skipped_missing": len(missing),
         "pairs_skipped_unreadable": len(skipped) - len(missing), "skipped_pairs_file": str(skipped_path),
         "training_identity_pairs": int(overlap.sum()), "images_embedded": len(embedded.names),
         "num_gates": int(trained.model.num_gates), "dense_gmacs": embedded.dense_gmacs,
-        "mean_gmacs_per_image": float(embedded.gmacs[used_rows].mean()), "results": results,
+        "mean_gmacs_per_image": results["plain"]["mean_gmacs_per_image"], "results": results,
     }
     write_json(out_dir / SUMMARY_FILE, summary)
     logger.info("verify: wrote %s and %s", out_dir / SUMMARY_FILE, out_dir / PAIRS_FILE)
@@ -476,8 +510,7 @@ def impostor_scores(embeddings: np.ndarray, people: Sequence[str], limit: int = 
     if len(first) > limit:
         chosen = np.random.default_rng(0).choice(len(first), size=limit, replace=False)
         first, second = first[chosen], second[chosen]
-    rows = embeddings.astype(np.float64)
-    return np.einsum("ij,ij->i", rows[first], rows[second])
+    return pair_similarities(embeddings, first, second)
 
 
 def load_gallery(trained: TrainedRun, source: str | Path, *, far: float = 1e-3, batch_size: int = 32) -> RunGallery:
