@@ -8,6 +8,7 @@ import json
 from facegraph.cli import add_subcommand, positive_int
 
 EXAMPLES = """  facegraph verify runs/celeba --pairs ../shared/data/lfw/pairs.txt --images ../shared/data/lfw/lfw-deepfunneled --flip
+  facegraph verify runs/celeba --pairs pairs.txt --images lfw-deepfunneled --center-crop 0.45 0.5 0.55 0.6   # per fold
   facegraph verify runs/aig --pairs-from data/celeba64 --num-pairs 600 --seed 0 --json
 """
 
