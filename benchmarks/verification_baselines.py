@@ -93,7 +93,7 @@ def compare(runs: list[Path], pairs_name: str, pairs_used: int, eigenfaces: dict
             folds = result["folds"]
             difference = paired_difference(result["fold_accuracies"], [eigenfaces[f] for f in folds])
             print(f"| {run} | {variant} | {100 * result['accuracy_mean']:.2f} | "
-                  f"{difference.describe(scale=100).replace('seeds', 'folds')} |")
+                  f"{difference.describe(scale=100, sample='fold')} |")
 
 
 if __name__ == "__main__":

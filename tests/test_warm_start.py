@@ -125,6 +125,11 @@ def test_table2_warm_start_fine_tunes_every_row_from_the_resnet_of_its_seed(data
     assert "--finetune-set train.epoch: unknown key 'epoch' in [train]" in error and "--set" not in error
     assert main([*args, "--finetune-set", "train.epochs"]) == 2
     assert "--finetune-set expects key=value, got 'train.epochs'" in capsys.readouterr().err
+    fresh = tmp_path / "bad-crops"  # a bad crop is refused before anything trains
+    assert main([*args[:6], str(fresh), *args[7:], "--verify-pairs", "pairs.txt", "--verify-images", str(tmp_path),
+                 "--verify-center-crop", "0.45", "1.5"]) == 2
+    assert "centre crops must be distinct and lie in [0.05, 1], got [0.45, 1.5]" in capsys.readouterr().err
+    assert not list(fresh.glob("*-seed0"))
 
 
 def test_a_warm_started_iig_row_keeps_its_own_losses():

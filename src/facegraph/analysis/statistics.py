@@ -80,17 +80,19 @@ class PairedDifference:
             return f"no interval from {self.n} seed{'s' if self.n != 1 else ''}"
         return {1: "a > b", -1: "a < b", 0: "no supported difference"}[self.direction]
 
-    def describe(self, scale: float = 1.0, digits: int = 2, unit: str = "") -> str:
+    def describe(self, scale: float = 1.0, digits: int = 2, unit: str = "", sample: str = "seed") -> str:
         """e.g. '-1.76 +- 3.33 (95 % interval -10.03 to +6.51, 3 seeds): no supported difference'.
 
-        Values are multiplied by `scale` (100 turns fractions into points) before printing.
+        Values are multiplied by `scale` (100 turns fractions into points) before printing; `sample` names what the
+        differences were taken over (e.g. "fold" for verification folds).
         """
         mean = f"{self.mean * scale:+.{digits}f}{unit}"
+        samples = f"{self.n} {sample}{'s' if self.n != 1 else ''}"
         if not self.has_interval:
-            return f"{mean} ({self.n} seed{'s' if self.n != 1 else ''}, no interval)"
+            return f"{mean} ({samples}, no interval)"
         percent = f"{100 * self.confidence:g} %"
         return (f"{mean} +- {self.std * scale:.{digits}f}{unit} ({percent} interval {self.low * scale:+.{digits}f} "
-                f"to {self.high * scale:+.{digits}f}{unit}, {self.n} seeds): {self.verdict}")
+                f"to {self.high * scale:+.{digits}f}{unit}, {samples}): {self.verdict}")
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> PairedDifference:

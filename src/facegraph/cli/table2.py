@@ -62,14 +62,16 @@ def run(args: argparse.Namespace) -> int:
 
     from facegraph.config import check_overrides
     from facegraph.errors import ConfigError
+    from facegraph.recognition.runs import check_center_crops
     from facegraph.workflows import VerificationPairs, WarmStart, run_table2
 
     check_output_folder(args.out)
     if (args.verify_pairs is None) != (args.verify_images is None):
         raise ConfigError("--verify-pairs and --verify-images go together")
+    # Checked now, not after every run has trained.
+    crops = None if args.verify_center_crop is None else check_center_crops(args.verify_center_crop)
     verification = None if args.verify_pairs is None else VerificationPairs(
-        Path(args.verify_pairs), Path(args.verify_images),
-        None if args.verify_center_crop is None else tuple(args.verify_center_crop))
+        Path(args.verify_pairs), Path(args.verify_images), crops)
     models = args.models.split(",") if args.models else None
     if args.folds is not None and args.folds < 2:
         raise ConfigError(f"--folds must be >= 2, got {args.folds}")

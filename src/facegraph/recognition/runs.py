@@ -225,6 +225,14 @@ class PairSet:
         return self.center_crops or (float(self.preprocessing["center_crop"]),)
 
 
+def check_center_crops(crops: Sequence[float]) -> tuple[float, ...]:
+    """Centre crops for verification photos, checked: distinct, each in [0.05, 1]."""
+    checked = tuple(float(c) for c in crops)
+    if any(not 0.05 <= crop <= 1.0 for crop in checked) or len(set(checked)) != len(checked):
+        raise ConfigError(f"centre crops must be distinct and lie in [0.05, 1], got {list(checked)}")
+    return checked
+
+
 def lfw_pair_set(trained: TrainedRun, pairs_file: str | Path, images_root: str | Path,
                  center_crop: float | Sequence[float] | None = None) -> PairSet:
     """Pairs of an LFW pairs file over an LFW-layout folder (the person is the image's folder name). `center_crop`
@@ -236,9 +244,7 @@ def lfw_pair_set(trained: TrainedRun, pairs_file: str | Path, images_root: str |
         raise DataError(f"images folder {images_root} does not exist")
     person_of = {path: Path(path).parts[0] for pair in pairs for path in (pair.first, pair.second)}
     preprocessing = run_preprocessing(trained, is_prepared_dataset(images_root))
-    crops = () if center_crop is None else tuple(float(c) for c in np.atleast_1d(center_crop))
-    if any(not 0.05 <= crop <= 1.0 for crop in crops) or len(set(crops)) != len(crops):
-        raise ConfigError(f"centre crops must be distinct and lie in [0.05, 1], got {list(crops)}")
+    crops = () if center_crop is None else check_center_crops(np.atleast_1d(center_crop))
     if crops:
         preprocessing["center_crop"] = crops[0]
     return PairSet(pairs, images_root, person_of, preprocessing,
