@@ -11,16 +11,23 @@ each batch size, open rate and precision, on the same images:
 Every gate computes its relevance as usual, then replays a fixed random pattern with the requested open rate, so
 all three take exactly the same decisions. The MAC-predicted speedup (flops.py, conv + linear + norm, on the
 unfused model) is dense MACs / mean per-image MACs; the ratio is measured / predicted (1.0: skipping saves exactly
-the compute it removes). The three variants run interleaved, `--repeats` times; rows report medians, and a spread
+the compute it removes). The three variants run interleaved, `--repeats` times, each measurement passing over the
+images as often as it takes to run `--min-seconds` (a small model's single pass lasts milliseconds, which one
+scheduler hiccup can double); rows report medians, and a spread
 (max - min) / median above 10 % in any variant is flagged: such rows come from a busy machine.
 
+By default the process keeps freed tensor memory for reuse, as the `facegraph` command does
+(facegraph.engine.allocator); `--allocator default` measures with the C library's own settings.
+
     python benchmarks/skip.py [--quick] [--model paper cpu] [--batch 64 1] [--rate 0.4 0.5 0.7]
-                              [--precision fp32 bf16] [--repeats 5] [--images 64] [--threads N]
+                              [--precision fp32 bf16] [--repeats 5] [--images 64] [--min-seconds 1] [--threads N]
+                              [--allocator keep-freed|default]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -31,6 +38,7 @@ import torch
 from facegraph.flops import cost_table
 from facegraph import paper
 from facegraph.config import load_config
+from facegraph.engine.allocator import keep_freed_memory
 from facegraph.models import GatedResNet, build_model
 
 SPREAD_WARNING = 0.10
@@ -80,7 +88,7 @@ class Row:
     batch: int
     rate: float
     precision: str
-    seconds: dict[str, float]  # median seconds for all images, per variant
+    seconds: dict[str, float]  # median seconds per pass over the images, per variant
     spread: dict[str, float]
     predicted: float
     latency_ms: tuple[float, float] | None  # fused skip p50, p95 per call (batch 1)
@@ -89,7 +97,8 @@ class Row:
         return images / self.seconds[variant]
 
 
-def measure(name: str, batch: int, rate: float, precision: str, repeats: int, images: int) -> Row:
+def measure(name: str, batch: int, rate: float, precision: str, repeats: int, images: int,
+            min_seconds: float) -> Row:
     spec = MODELS[name]
     torch.manual_seed(0)
     model = build_model(spec.arch, spec.num_classes, width=spec.width, target_rates=spec.schedule).eval()
@@ -115,15 +124,22 @@ def measure(name: str, batch: int, rate: float, precision: str, repeats: int, im
 
     runs = {"unfused dense": runner(model, False, None), "fused dense": runner(fused, False, None),
             "fused skip": runner(fused, True, latencies if batch == 1 else None)}
-    for run in runs.values():  # warm-up
+    warm_up = {}
+    for variant, run in runs.items():
+        started = time.perf_counter()
         run()
+        warm_up[variant] = time.perf_counter() - started
+    # A small model passes over the images in milliseconds, where one scheduler hiccup is a large share: every
+    # measurement makes as many passes as the fastest variant needs to run for min_seconds.
+    passes = max(1, math.ceil(min_seconds / min(warm_up.values())))
     latencies.clear()
     times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     for _ in range(repeats):
         for variant, run in runs.items():
             started = time.perf_counter()
-            run()
-            times[variant].append(time.perf_counter() - started)
+            for _ in range(passes):
+                run()
+            times[variant].append((time.perf_counter() - started) / passes)
     medians = {variant: statistics.median(t) for variant, t in times.items()}
     spreads = {variant: (max(t) - min(t)) / medians[variant] for variant, t in times.items()}
     predicted = table.dense_macs() / float(table.per_image_macs(patterns).mean())
@@ -153,17 +169,24 @@ def main() -> None:
     parser.add_argument("--rate", nargs="+", type=float, default=[0.4, 0.5, 0.7])
     parser.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"])
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats per variant (medians reported)")
-    parser.add_argument("--images", type=int, default=64, help="images per repeat (batch 1: one call each)")
+    parser.add_argument("--images", type=int, default=64, help="images per pass (batch 1: one call each)")
+    parser.add_argument("--min-seconds", type=float, default=1.0,
+                        help="each measurement repeats its pass over the images until it has run this long")
     parser.add_argument("--quick", action="store_true",
                         help="the CPU preset's model, rate 0.5, fp32, batch 64 and 1, 3 repeats")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's); 1 is steadier when shared")
+    parser.add_argument("--allocator", choices=("keep-freed", "default"), default="keep-freed",
+                        help="keep-freed: reuse freed tensor memory, as the facegraph command does; default: the C "
+                             "library's settings (large buffers mapped and returned to the kernel on every call)")
     args = parser.parse_args()
+    allocator = "keep-freed" if args.allocator == "keep-freed" and keep_freed_memory() else "default"
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
         args.model, args.rate, args.precision, args.repeats = ["cpu"], [0.5], ["fp32"], 3
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.images} images per repeat, "
-          f"{args.repeats} interleaved repeats; speeds in images/s (medians)\n")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {allocator} allocator, {args.images} images "
+          f"per pass, >= {args.min_seconds:g} s per measurement, {args.repeats} interleaved repeats; speeds in images/s "
+          "(medians)\n")
     print("| model | batch | rate | precision | unfused dense | fused dense | fused skip | fused / unfused dense "
           "| skip speedup | MAC-predicted | ratio | skip p50 / p95 ms | spread |")
     print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -172,7 +195,7 @@ def main() -> None:
         for precision in args.precision:
             for batch in args.batch:
                 for rate in args.rate:
-                    row = measure(name, batch, rate, precision, args.repeats, args.images)
+                    row = measure(name, batch, rate, precision, args.repeats, args.images, args.min_seconds)
                     noisy |= max(row.spread.values()) > SPREAD_WARNING
                     print(format_row(row, args.images), flush=True)
     print("\nskip speedup = fused dense / fused skip (same graph, same gate decisions); ratio = it / MAC-predicted")

@@ -78,8 +78,8 @@ def test_import_facegraph_does_not_import_torch():
 
 
 def test_public_names_and_private_rest():
-    assert set(facegraph.__all__) == {"__version__", "Embeddings", "FaceModel", "build_model", "export", "load",
-                                      "load_config"}
+    assert set(facegraph.__all__) == {"__version__", "Embeddings", "FaceModel", "build_model", "export",
+                                      "keep_freed_memory", "load", "load_config"}
     with pytest.raises(AttributeError, match="no attribute 'predict_images'"):
         facegraph.predict_images  # noqa: B018
 

@@ -136,10 +136,10 @@ def test_a_warm_started_iig_row_keeps_its_own_losses():
     """finetune.toml sits between base.toml and the row: the row's own keys (IIG: no target loss) still win, and its
     [finetune] table applies only when it is fine-tuned."""
     iig = load_config("cpu/iig-gender", ["model.init_from='runs/resnet50'"], parent="finetune")
-    assert iig.loss.target_weight == 0.0 and iig.loss.iig_weight == 8.0 and iig.loss.distill_weight == 1.0
+    assert iig.loss.target_weight == 0.0 and iig.loss.iig_weight == 8.0 and iig.loss.distill_weight == 0.0
     assert iig.optim.lr == 0.01 and iig.model.variant == "iig" and iig.train.epochs == 36
     aig = load_config("cpu/aig-t0.5", ["model.init_from='runs/resnet50'"], parent="finetune")
-    assert aig.gates.always_on_first == 1  # finetune.toml's 12 gated blocks ...
+    assert aig.gates.always_on_first == 1 and aig.loss.distill_weight == 1.0  # finetune.toml's 12 gated blocks ...
     assert iig.gates.always_on_first == 3 and iig.gates.always_on_last == 1  # ... which the IIG row's [finetune] undoes
     scratch = load_config("cpu/iig-gender")
     assert scratch.optim.lr == 0.1 and scratch.loss.iig_weight == 1.0 and "finetune" not in scratch.to_dict()

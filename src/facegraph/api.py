@@ -26,6 +26,7 @@ from PIL import Image
 from facegraph import __version__
 from facegraph.config import RunConfig, load_config
 from facegraph.data.images import FaceCrop, cut_face, inference_params, load_image_for_inference, normalize
+from facegraph.engine.allocator import keep_freed_memory
 from facegraph.engine.predict import (
     AttributeEstimate, PhotoPrediction, PredictionFailure, estimate_attributes, label_references, predict_images,
 )
@@ -36,8 +37,8 @@ from facegraph.models import build_model as _build_model
 from facegraph.rundir import BEST, CHECKPOINTS, CONFIG_FILE, DATASET_FILE, EVAL_DIR, open_run, write_json
 
 __all__ = [
-    "EXPORT_FILE", "EXPORT_FORMATS", "Embeddings", "FaceModel", "ImageInput", "build_model", "export", "load",
-    "load_config",
+    "EXPORT_FILE", "EXPORT_FORMATS", "Embeddings", "FaceModel", "ImageInput", "build_model", "export",
+    "keep_freed_memory", "load", "load_config",
 ]
 
 ImageInput = Union[str, Path, Image.Image, torch.Tensor]

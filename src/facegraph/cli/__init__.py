@@ -12,6 +12,7 @@ import logging
 import sys
 
 from facegraph import __version__
+from facegraph.engine.allocator import keep_freed_memory
 from facegraph.errors import FacegraphError
 
 # Name -> one-line summary, in the order `facegraph --help` lists them: the path a batch of photos takes, then the
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    keep_freed_memory()  # every command runs networks on CPU tensors: reuse their buffers (engine/allocator.py)
     try:
         return int(args.run(args) or 0)
     except FacegraphError as error:

@@ -1,0 +1,45 @@
+"""Host memory for CPU tensors: keep freed buffers for reuse instead of handing them back to the kernel.
+
+PyTorch allocates CPU tensors with the C library's malloc, which has no cache of its own for large blocks. With
+glibc's defaults a block above the (adaptive) mmap threshold is a fresh mmap, and freed memory at the top of the heap
+is returned to the kernel: a network whose activations are megabytes then page-faults and zero-fills every output it
+writes, on every call. That cost does not scale with MACs, so it also eats the saving of skipped blocks, whose
+smaller gathered batches are allocated anew at each gate (benchmarks/skip.py measures both settings with
+--allocator). Two settings remove it: every block below the largest mmap threshold glibc accepts (32 MiB on 64-bit)
+comes from the heap, and the heap is never trimmed. The price is that the process keeps its peak heap for its
+lifetime, which a command that runs one model does anyway.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import sys
+
+log = logging.getLogger(__name__)
+
+# mallopt parameters (glibc's malloc.h)
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's ceiling on 64-bit systems (HEAP_MAX_SIZE / 2)
+TRIM_THRESHOLD_BYTES = 2**31 - 1  # the largest value mallopt's int takes: the heap is never trimmed in practice
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc reuse freed CPU tensor memory (see the module docstring); True if it took effect.
+
+    Process-wide and idempotent; the `facegraph` command calls it before any command runs. Outside Linux/glibc it
+    does nothing and returns False. Numerical results are unchanged: only where buffers come from differs.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the C library the interpreter runs on
+    except (OSError, AttributeError):  # not glibc (e.g. musl has no mallopt)
+        log.debug("no glibc mallopt: CPU tensor memory keeps the C library's defaults")
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    took = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
+    if not took:
+        log.debug("mallopt refused the thresholds: CPU tensor memory keeps the C library's defaults")
+    return took

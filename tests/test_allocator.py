@@ -1,0 +1,51 @@
+"""The CPU allocator setting: freed tensor memory stays with the process for reuse (engine/allocator.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+MIB = 1024 * 1024
+
+# Writes a 24 MiB tensor, frees it, and prints how much resident memory the process held with it and after it.
+RESIDENT_AFTER_FREE = """
+import os, sys, torch
+from facegraph.engine.allocator import keep_freed_memory
+if sys.argv[1] == "keep-freed" and not keep_freed_memory():
+    raise SystemExit("keep_freed_memory() did not take effect")
+page = os.sysconf("SC_PAGE_SIZE")
+def resident():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * page
+before = resident()
+tensor = torch.ones(6 * 1024 * 1024)
+held = resident() - before
+del tensor
+print(held, resident() - before)
+"""
+
+
+def resident_bytes(setting: str) -> tuple[int, int]:
+    result = subprocess.run([sys.executable, "-c", RESIDENT_AFTER_FREE, setting], capture_output=True, text=True,
+                            check=True)
+    held, after = result.stdout.split()
+    return int(held), int(after)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+def test_freed_tensor_memory_stays_for_reuse_only_when_asked():
+    held, after = resident_bytes("default")
+    assert held >= 20 * MIB and after < 4 * MIB  # glibc's default: a 24 MiB block goes back to the kernel on free
+    held, after = resident_bytes("keep-freed")
+    assert held >= 20 * MIB and after >= 20 * MIB  # kept: the next tensor of that size needs no fresh pages
+
+
+def test_the_facegraph_command_keeps_freed_memory(monkeypatch):
+    from facegraph import cli
+
+    calls = []
+    monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append(True) or True)
+    assert cli.main(["presets"]) == 0
+    assert calls == [True]
