@@ -2,9 +2,9 @@
 
 The MAC-predicted skipping speedup of benchmarks/skip.py assumes every MAC costs the same time. This script measures
 whether it does: the fused model (`fuse_for_inference()`) runs dense on random images, and the stem, each block
-(its branch alone too, for a gated block), each gate and the head are timed alone on their real inputs (medians of
-interleaved repeats). It prints per part the time, MACs per image and GMAC/s, then the time-predicted speedup at each
-open rate: the dense time over the dense time less the closed share of the gated branches' time. That is what
+(its branch alone too, for a gated block), each gate and the head are timed alone on their real inputs (the median
+of repeated calls). It prints per part the time, MACs per image and GMAC/s, then the time-predicted speedup at each
+open rate: the parts' summed time over that sum less the closed share of the gated branches' time. That is what
 skipping would gain if gathering the open images were free and a branch on fewer images took proportionally less;
 benchmarks/skip.py's measured speedup over it is the efficiency of skipping itself, and time-predicted over
 MAC-predicted is how far the always-run part's throughput differs from the gated branches'.
@@ -47,8 +47,7 @@ def main() -> None:
     parser.add_argument("--allocator", choices=("keep-freed", "default"), default="keep-freed",
                         help="as benchmarks/skip.py")
     args = parser.parse_args()
-    if args.allocator == "keep-freed":
-        keep_freed_memory()
+    allocator = "keep-freed" if args.allocator == "keep-freed" and keep_freed_memory() else "default"
     spec = MODELS[args.model]
     torch.manual_seed(0)
     model = build_model(spec.arch, spec.num_classes, width=spec.width, target_rates=spec.schedule).eval()
@@ -73,7 +72,7 @@ def main() -> None:
             x = block(x)
         rows.append(("head", median_ms(lambda: fused.head(x), args.repeats), table.head.macs()))
         dense_ms = median_ms(lambda: fused(images), args.repeats)
-    print(f"{args.model}: fused, dense, batch {args.batch}, {torch.get_num_threads()} threads, {args.allocator} "
+    print(f"{args.model}: fused, dense, batch {args.batch}, {torch.get_num_threads()} threads, {allocator} "
           f"allocator; medians of {args.repeats} repeats\n")
     print("| part | ms per batch | MMACs per image | GMAC/s |")
     print("|---|---:|---:|---:|")

@@ -124,14 +124,16 @@ def measure(name: str, batch: int, rate: float, precision: str, repeats: int, im
 
     runs = {"unfused dense": runner(model, False, None), "fused dense": runner(fused, False, None),
             "fused skip": runner(fused, True, latencies if batch == 1 else None)}
-    warm_up = {}
+    for run in runs.values():  # warm-up: oneDNN primitives created, buffers allocated
+        run()
+    warm = {}
     for variant, run in runs.items():
         started = time.perf_counter()
         run()
-        warm_up[variant] = time.perf_counter() - started
+        warm[variant] = time.perf_counter() - started
     # A small model passes over the images in milliseconds, where one scheduler hiccup is a large share: every
-    # measurement makes as many passes as the fastest variant needs to run for min_seconds.
-    passes = max(1, math.ceil(min_seconds / min(warm_up.values())))
+    # measurement makes as many passes as the fastest variant, warm, needs to run for min_seconds.
+    passes = max(1, math.ceil(min_seconds / min(warm.values())))
     latencies.clear()
     times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     for _ in range(repeats):
@@ -171,7 +173,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats per variant (medians reported)")
     parser.add_argument("--images", type=int, default=64, help="images per pass (batch 1: one call each)")
     parser.add_argument("--min-seconds", type=float, default=1.0,
-                        help="each measurement repeats its pass over the images until it has run this long")
+                        help="each measurement repeats its pass over the images as often as the fastest variant "
+                             "needs to run this long (counted once, after warm-up)")
     parser.add_argument("--quick", action="store_true",
                         help="the CPU preset's model, rate 0.5, fp32, batch 64 and 1, 3 repeats")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's); 1 is steadier when shared")

@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    keep_freed_memory()  # every command runs networks on CPU tensors: reuse their buffers (engine/allocator.py)
+    keep_freed_memory()  # commands that run networks on CPU reuse freed tensor buffers (engine/allocator.py)
     try:
         return int(args.run(args) or 0)
     except FacegraphError as error:

@@ -26,10 +26,11 @@ TRIM_THRESHOLD_BYTES = 2**31 - 1  # the largest value mallopt's int takes: the h
 
 
 def keep_freed_memory() -> bool:
-    """Make glibc's malloc reuse freed CPU tensor memory (see the module docstring); True if it took effect.
+    """Make glibc's malloc reuse freed CPU tensor memory (see the module docstring); True if glibc took both settings.
 
     Process-wide and idempotent; the `facegraph` command calls it before any command runs. Outside Linux/glibc it
-    does nothing and returns False. Numerical results are unchanged: only where buffers come from differs.
+    does nothing and returns False; with another allocator preloaded (jemalloc, tcmalloc) the settings are moot, as
+    that allocator keeps its own cache. Numerical results are unchanged: only where buffers come from differs.
     """
     if not sys.platform.startswith("linux"):
         return False
@@ -39,7 +40,8 @@ def keep_freed_memory() -> bool:
         log.debug("no glibc mallopt: CPU tensor memory keeps the C library's defaults")
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    took = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
-    if not took:
-        log.debug("mallopt refused the thresholds: CPU tensor memory keeps the C library's defaults")
-    return took
+    took_mmap = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+    took_trim = mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
+    if not (took_mmap and took_trim):
+        log.debug("mallopt took the mmap threshold: %s, the trim threshold: %s", took_mmap, took_trim)
+    return took_mmap and took_trim
