@@ -121,6 +121,26 @@ def test_gumbel_temperature_shapes_the_gradient():
     assert not torch.allclose(gradients[0], gradients[1])
 
 
+def test_straight_through_gumbel_is_the_two_class_softmax_of_the_paper():
+    # The sigmoid of the logit gap must give the same samples and gradients as softmax((logits + Gumbel) / T)[:, OPEN]
+    # computed from the same exponential draws.
+    relevance = torch.randn(64, 2, generator=torch.Generator().manual_seed(1)) * 2
+    for temperature, noise_scale in ((1.0, 1.0), (0.5, 0.3)):
+        torch.manual_seed(7)
+        fast = relevance.clone().requires_grad_(True)
+        fast_gates = straight_through_gumbel(fast, temperature, noise_scale)
+        (fast_gates * torch.arange(64.0)).sum().backward()
+        torch.manual_seed(7)
+        gumbel_noise = -torch.empty_like(relevance).exponential_().log() * noise_scale
+        reference = relevance.clone().requires_grad_(True)
+        soft_open = torch.softmax((reference + gumbel_noise) / temperature, dim=1)[:, 1]
+        reference_gates = (soft_open > 0.5).float() + (soft_open - soft_open.detach())
+        (reference_gates * torch.arange(64.0)).sum().backward()
+        assert torch.equal(fast_gates, reference_gates)
+        assert 0 < fast_gates.mean() < 1
+        torch.testing.assert_close(fast.grad, reference.grad)
+
+
 def test_gumbel_noise_scale_moves_sampled_rate_to_the_deterministic_one():
     # A logit gap of +0.4 opens a sample with probability sigmoid(0.4) = 0.60 at noise 1; inference always opens it.
     relevance = torch.tensor([[0.0, 0.4]]).repeat(20000, 1)

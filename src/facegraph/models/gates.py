@@ -22,14 +22,20 @@ def straight_through_gumbel(relevance: torch.Tensor, temperature: float, noise_s
     Forward: z = 1 iff logits + noise_scale x Gumbel noise favour OPEN (at scale 1 an exact sample of softmax(logits);
     towards 0 the deterministic decision that inference takes).
     Backward: the gradient of softmax((logits + noise) / temperature)[:, OPEN], so the temperature shapes learning.
+
+    With two classes that softmax is a sigmoid of the logit gap, and the gap of two Gumbel samples -log(e) is
+    log(e_closed / e_open): computed so, on (B,) instead of (B, 2), a gate costs a third fewer small operations in a
+    training step (benchmarks/train_overhead.py) for the same draws and the same values.
     """
     if temperature <= 0:
         raise ValueError(f"Gumbel temperature must be > 0, got {temperature}")
     if noise_scale < 0:
         raise ValueError(f"Gumbel noise scale must be >= 0, got {noise_scale}")
-    gumbel_noise = -torch.empty_like(relevance).exponential_().log() * noise_scale
-    soft_open = torch.softmax((relevance + gumbel_noise) / temperature, dim=1)[:, OPEN]
-    hard_open = (soft_open > 0.5).to(soft_open.dtype)
+    exponential_draws = torch.empty_like(relevance).exponential_()  # (B, 2): Gumbel noise is -log of these
+    gumbel_gap = (exponential_draws[:, CLOSED] / exponential_draws[:, OPEN]).log()  # (B,) g_open - g_closed
+    open_logit = (relevance[:, OPEN] - relevance[:, CLOSED] + noise_scale * gumbel_gap) / temperature  # (B,)
+    soft_open = torch.sigmoid(open_logit)
+    hard_open = (open_logit > 0).to(soft_open.dtype)
     # (soft - soft.detach()) is exactly 0 in the forward pass, so the value stays exactly 0 or 1.
     return hard_open + (soft_open - soft_open.detach())
 
@@ -59,11 +65,14 @@ class Gate(nn.Module):
         """The relevance score: (B, C, H, W) block input -> (B, 2) logits for (CLOSED, OPEN)."""
         # Global average pool as a sum, then a scale of the small (B, C) result: mean and adaptive pooling copy a bf16
         # map to fp32 and build a full-size gradient in backward; this halved the gates' pooling time in training.
-        pooled = x.sum((2, 3)) / (x.shape[2] * x.shape[3])  # (B, C)
-        hidden = self.fc1(pooled)  # (B, hidden)
-        if self.bn is not None:  # None once folded into fc1 (fold_batchnorm)
-            hidden = self.bn(hidden)
-        return self.fc2(torch.relu(hidden))  # (B, 2)
+        pooled = x.sum((2, 3)).to(self.fc1.weight.dtype) / (x.shape[2] * x.shape[3])  # (B, C)
+        # The gate's layers run in their own precision even under autocast: products this small cost more in bf16
+        # on CPU (the weight casts and their backward) than in fp32.
+        with torch.autocast(x.device.type, enabled=False):
+            hidden = self.fc1(pooled)  # (B, hidden)
+            if self.bn is not None:  # None once folded into fc1 (fold_batchnorm)
+                hidden = self.bn(hidden)
+            return self.fc2(torch.relu(hidden))  # (B, 2)
 
     def fold_batchnorm(self) -> None:
         """Fold the BatchNorm (its running statistics) into fc1, which gains a bias: for inference only."""
