@@ -5,7 +5,7 @@ preset's ResNet-50 at width 0.25, 64 px, 158 classes, 9 of 16 blocks gated (not 
 stage's strided first block); "cpu-ft" the same network as table2's warm start fine-tunes it, 12 of 16 gated. For
 each batch size, open rate and precision, on the same images:
 - unfused dense: the model as trained (BatchNorm as separate ops, NCHW), every block computed and masked;
-- fused dense: `fuse_for_inference()` run dense, which computes every block and multiplies its branch by the gate,
+- fused dense: `fuse_for_inference()` run dense (laid out in `--layout`: channels_last, the default, or NCHW), which computes every block and multiplies its branch by the gate,
   as convnet-aig does: the baseline the skipping speedup is measured against;
 - fused skip: the fused graph running each block's branch on its open images only.
 Every gate computes its relevance as usual, then replays a fixed random pattern with the requested open rate, so
@@ -21,7 +21,7 @@ By default the process keeps freed tensor memory for reuse, as the `facegraph` c
 
     python benchmarks/skip.py [--quick] [--model paper cpu] [--batch 64 1] [--rate 0.4 0.5 0.7]
                               [--precision fp32 bf16] [--repeats 5] [--images 64] [--min-seconds 1] [--threads N]
-                              [--allocator keep-freed|default]
+                              [--allocator keep-freed|default] [--layout channels_last nchw]
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from facegraph.engine.allocator import keep_freed_memory
 from facegraph.models import GatedResNet, build_model
 
 SPREAD_WARNING = 0.10
+LAYOUTS = {"channels_last": torch.channels_last, "nchw": torch.contiguous_format}
 VARIANTS = ("unfused dense", "fused dense", "fused skip")
 
 
@@ -88,6 +89,7 @@ class Row:
     batch: int
     rate: float
     precision: str
+    layout: str  # of the fused graph
     seconds: dict[str, float]  # median seconds per pass over the images, per variant
     spread: dict[str, float]
     predicted: float
@@ -97,13 +99,13 @@ class Row:
         return images / self.seconds[variant]
 
 
-def measure(name: str, batch: int, rate: float, precision: str, repeats: int, images: int,
+def measure(name: str, batch: int, rate: float, precision: str, layout: str, repeats: int, images: int,
             min_seconds: float) -> Row:
     spec = MODELS[name]
     torch.manual_seed(0)
     model = build_model(spec.arch, spec.num_classes, width=spec.width, target_rates=spec.schedule).eval()
     table = cost_table(model, spec.image_size)  # the unfused model's accounting (BatchNorm counted)
-    fused = model.fuse_for_inference()
+    fused = model.fuse_for_inference(LAYOUTS[layout])
     inputs = torch.randn(images, 3, spec.image_size, spec.image_size)
     patterns = (torch.rand(images, model.num_gates) < rate).float()
     chunks = [(inputs[i:i + batch], patterns[i:i + batch]) for i in range(0, images, batch)]
@@ -149,7 +151,7 @@ def measure(name: str, batch: int, rate: float, precision: str, repeats: int, im
     if latencies:
         ordered = sorted(latencies)
         latency = (1000 * statistics.median(ordered), 1000 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))])
-    return Row(name, batch, rate, precision, medians, spreads, predicted, latency)
+    return Row(name, batch, rate, precision, layout, medians, spreads, predicted, latency)
 
 
 def format_row(row: Row, images: int) -> str:
@@ -158,7 +160,8 @@ def format_row(row: Row, images: int) -> str:
     latency = f"{row.latency_ms[0]:.1f} / {row.latency_ms[1]:.1f}" if row.latency_ms else "-"
     spread = max(row.spread.values())
     flag = " !" if spread > SPREAD_WARNING else ""
-    return (f"| {row.model} | {row.batch} | {row.rate:.1f} | {row.precision} | {speed['unfused dense']:.1f} | "
+    return (f"| {row.model} | {row.batch} | {row.rate:.1f} | {row.precision} | {row.layout} | "
+            f"{speed['unfused dense']:.1f} | "
             f"{speed['fused dense']:.1f} | {speed['fused skip']:.1f} | "
             f"{row.seconds['unfused dense'] / row.seconds['fused dense']:.2f}x | {measured:.2f}x | "
             f"{row.predicted:.2f}x | {measured / row.predicted:.2f} | {latency} | {100 * spread:.0f} %{flag} |")
@@ -181,6 +184,8 @@ def main() -> None:
     parser.add_argument("--allocator", choices=("keep-freed", "default"), default="keep-freed",
                         help="keep-freed: reuse freed tensor memory, as the facegraph command does; default: the C "
                              "library's settings (large buffers mapped and returned to the kernel on every call)")
+    parser.add_argument("--layout", nargs="+", choices=sorted(LAYOUTS), default=["channels_last"],
+                        help="memory format of the fused graph (fuse_for_inference's default: channels_last)")
     args = parser.parse_args()
     allocator = "keep-freed" if args.allocator == "keep-freed" and keep_freed_memory() else "default"
     if args.threads:
@@ -190,17 +195,19 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {allocator} allocator, {args.images} images "
           f"per pass, >= {args.min_seconds:g} s per measurement, {args.repeats} interleaved repeats; speeds in images/s "
           "(medians)\n")
-    print("| model | batch | rate | precision | unfused dense | fused dense | fused skip | fused / unfused dense "
+    print("| model | batch | rate | precision | fused layout | unfused dense | fused dense | fused skip | fused / unfused dense "
           "| skip speedup | MAC-predicted | ratio | skip p50 / p95 ms | spread |")
-    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     noisy = False
     for name in args.model:
         for precision in args.precision:
             for batch in args.batch:
                 for rate in args.rate:
-                    row = measure(name, batch, rate, precision, args.repeats, args.images, args.min_seconds)
-                    noisy |= max(row.spread.values()) > SPREAD_WARNING
-                    print(format_row(row, args.images), flush=True)
+                    for layout in args.layout:
+                        row = measure(name, batch, rate, precision, layout, args.repeats, args.images,
+                                      args.min_seconds)
+                        noisy |= max(row.spread.values()) > SPREAD_WARNING
+                        print(format_row(row, args.images), flush=True)
     print("\nskip speedup = fused dense / fused skip (same graph, same gate decisions); ratio = it / MAC-predicted")
     if noisy:
         print(f"WARNING: rows marked ! have a spread above {100 * SPREAD_WARNING:.0f} % (a busy machine?): "
