@@ -5,8 +5,9 @@ preset's ResNet-50 at width 0.25, 64 px, 158 classes, 9 of 16 blocks gated (not 
 stage's strided first block); "cpu-ft" the same network as table2's warm start fine-tunes it, 12 of 16 gated. For
 each batch size, open rate and precision, on the same images:
 - unfused dense: the model as trained (BatchNorm as separate ops, NCHW), every block computed and masked;
-- fused dense: `fuse_for_inference()` run dense (laid out in `--layout`: channels_last, the default, or NCHW), which computes every block and multiplies its branch by the gate,
-  as convnet-aig does: the baseline the skipping speedup is measured against;
+- fused dense: `fuse_for_inference()` run dense (laid out in `--layout`: channels_last, the default, or NCHW), which
+  computes every block and multiplies its branch by the gate, as convnet-aig does: the baseline the skipping speedup
+  is measured against;
 - fused skip: the fused graph running each block's branch on its open images only.
 Every gate computes its relevance as usual, then replays a fixed random pattern with the requested open rate, so
 all three take exactly the same decisions. The MAC-predicted speedup (flops.py, conv + linear + norm, on the

@@ -22,8 +22,9 @@ import time
 import torch
 from torch.nn import functional as F
 
-from facegraph import keep_freed_memory, paper
+from facegraph import paper
 from facegraph.config import load_config
+from facegraph.engine.allocator import keep_freed_memory
 from facegraph.graphs import target_rate_loss, target_rate_schedule
 from facegraph.models import GatedResNet, autocast, build_model, num_blocks
 
@@ -88,7 +89,8 @@ def main() -> None:
                 times[name].append(time.perf_counter() - started)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {ARCH} width {WIDTH} at {IMAGE_SIZE} px, "
           f"batch {BATCH}, {args.precision}{', channels_last' if args.channels_last else ''}, "
-          f"{models['gated'].num_gates} gated blocks, freed memory {'kept' if memory_kept else 'returned (glibc defaults)'}")
+          f"{models['gated'].num_gates} gated blocks, freed memory "
+          f"{'kept' if memory_kept else 'returned (the C library defaults)'}")
     print("| model | ms/step (median) | images/s | spread |")
     print("|---|---:|---:|---:|")
     for name, measured in times.items():
