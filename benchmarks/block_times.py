@@ -6,8 +6,10 @@ whether it does: the fused model (`fuse_for_inference()`) runs dense on random i
 of repeated calls). It prints per part the time, MACs per image and GMAC/s, then the time-predicted speedup at each
 open rate: the parts' summed time over that sum less the closed share of the gated branches' time. That is what
 skipping would gain if gathering the open images were free and a branch on fewer images took proportionally less;
-benchmarks/skip.py's measured speedup over it is the efficiency of skipping itself, and time-predicted over
-MAC-predicted is how far the always-run part's throughput differs from the gated branches'.
+time-predicted over MAC-predicted is how far the always-run part's throughput differs from the gated branches'. A
+second column times each gated branch on the open share of the batch (rate x batch images) instead of assuming
+proportional time: small convolutions do not run half the images in half the time, and this is the most skipping
+can gain with free gathers. benchmarks/skip.py's measured speedup over it is the efficiency of skipping itself.
 
     python benchmarks/block_times.py [--model paper] [--batch 64] [--rate 0.4 0.5 0.7] [--repeats 7]
                                      [--allocator keep-freed|default]
@@ -22,9 +24,9 @@ from typing import Callable
 
 import torch
 
-from facegraph.engine.allocator import keep_freed_memory
 from facegraph.flops import cost_table
 from facegraph.models import build_model
+from allocator_option import add_allocator_option, apply_allocator_option
 from skip import MODELS
 
 
@@ -44,10 +46,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rate", nargs="+", type=float, default=[0.4, 0.5, 0.7])
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--allocator", choices=("keep-freed", "default"), default="keep-freed",
-                        help="as benchmarks/skip.py")
+    add_allocator_option(parser)
     args = parser.parse_args()
-    allocator = "keep-freed" if args.allocator == "keep-freed" and keep_freed_memory() else "default"
+    allocator = apply_allocator_option(args)
     spec = MODELS[args.model]
     torch.manual_seed(0)
     model = build_model(spec.arch, spec.num_classes, width=spec.width, target_rates=spec.schedule).eval()
@@ -56,6 +57,8 @@ def main() -> None:
     images = torch.randn(args.batch, 3, spec.image_size, spec.image_size).contiguous(memory_format=torch.channels_last)
     rows: list[tuple[str, float, int]] = []  # part, ms per batch, MACs per image
     gated_branch_ms = 0.0
+    open_counts = {rate: max(1, round(rate * args.batch)) for rate in args.rate}
+    branches_on_open_ms = dict.fromkeys(args.rate, 0.0)  # per rate: the gated branches on rate x batch images
     with torch.no_grad():
         rows.append(("stem", median_ms(lambda: fused.stem(images), args.repeats), table.stem.macs()))
         x = fused.stem(images)
@@ -67,6 +70,9 @@ def main() -> None:
                 branch_ms = median_ms(lambda: block.branch(x), args.repeats)
                 gated_branch_ms += branch_ms
                 rows.append((f"  branch {index} (gated)", branch_ms, cost.branch.macs()))
+                for rate, count in open_counts.items():
+                    open_inputs = x[:count]  # a batch prefix keeps the layout
+                    branches_on_open_ms[rate] += median_ms(lambda: block.branch(open_inputs), args.repeats)
             label = f"block {index}{' (gated)' if cost.gated else ''} {tuple(x.shape[1:])}"
             rows.append((label, median_ms(lambda: block(x), args.repeats), cost.branch.macs() + cost.shortcut.macs()))
             x = block(x)
@@ -86,12 +92,15 @@ def main() -> None:
     print(f"gated branches: {gated_branch_ms:.1f} ms, {gated_macs * args.batch / gated_branch_ms / 1e6:.1f} GMAC/s; "
           f"everything else: {parts_ms - gated_branch_ms:.1f} ms, "
           f"{always_macs * args.batch / (parts_ms - gated_branch_ms) / 1e6:.1f} GMAC/s")
-    print("\n| open rate | MAC-predicted speedup | time-predicted speedup | time- / MAC-predicted |")
-    print("|---:|---:|---:|---:|")
+    print("\n| open rate | MAC-predicted speedup | time-predicted speedup | time- / MAC-predicted "
+          "| branches timed on the open images | it / MAC-predicted |")
+    print("|---:|---:|---:|---:|---:|---:|")
     for rate in args.rate:
         by_macs = table.dense_macs() / table.expected_macs(rate)
         by_time = parts_ms / (parts_ms - (1 - rate) * gated_branch_ms)
-        print(f"| {rate:.1f} | {by_macs:.2f}x | {by_time:.2f}x | {by_time / by_macs:.2f} |")
+        on_open = parts_ms / (parts_ms - gated_branch_ms + branches_on_open_ms[rate])
+        print(f"| {rate:.1f} | {by_macs:.2f}x | {by_time:.2f}x | {by_time / by_macs:.2f} | {on_open:.2f}x "
+              f"| {on_open / by_macs:.2f} |")
 
 
 if __name__ == "__main__":

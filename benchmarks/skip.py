@@ -39,8 +39,9 @@ import torch
 from facegraph.flops import cost_table
 from facegraph import paper
 from facegraph.config import load_config
-from facegraph.engine.allocator import keep_freed_memory
 from facegraph.models import GatedResNet, build_model
+
+from allocator_option import add_allocator_option, apply_allocator_option
 
 SPREAD_WARNING = 0.10
 LAYOUTS = {"channels_last": torch.channels_last, "nchw": torch.contiguous_format}
@@ -182,13 +183,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="the CPU preset's model, rate 0.5, fp32, batch 64 and 1, 3 repeats")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's); 1 is steadier when shared")
-    parser.add_argument("--allocator", choices=("keep-freed", "default"), default="keep-freed",
-                        help="keep-freed: reuse freed tensor memory, as the facegraph command does; default: the C "
-                             "library's settings (large buffers mapped and returned to the kernel on every call)")
+    add_allocator_option(parser)
     parser.add_argument("--layout", nargs="+", choices=sorted(LAYOUTS), default=["channels_last"],
                         help="memory format of the fused graph (fuse_for_inference's default: channels_last)")
     args = parser.parse_args()
-    allocator = "keep-freed" if args.allocator == "keep-freed" and keep_freed_memory() else "default"
+    allocator = apply_allocator_option(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:

@@ -24,9 +24,10 @@ from torch.nn import functional as F
 
 from facegraph import paper
 from facegraph.config import load_config
-from facegraph.engine.allocator import keep_freed_memory
 from facegraph.graphs import target_rate_loss, target_rate_schedule
 from facegraph.models import GatedResNet, autocast, build_model, num_blocks
+
+from allocator_option import KEEP_FREED, add_allocator_option, apply_allocator_option
 
 ARCH, WIDTH, IMAGE_SIZE, NUM_CLASSES, BATCH = "resnet50", 0.25, 64, 158, 64
 
@@ -60,10 +61,9 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true", help="as the CPU preset trains")
     parser.add_argument("--profile", action="store_true", help="also print the gated step's top operators")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's); 1 is steadier when shared")
-    parser.add_argument("--allocator", choices=("keep-freed", "default"), default="keep-freed",
-                        help="keep-freed: facegraph.keep_freed_memory(), as the facegraph command runs; default: glibc's")
+    add_allocator_option(parser)
     args = parser.parse_args()
-    memory_kept = args.allocator == "keep-freed" and keep_freed_memory()
+    memory_kept = apply_allocator_option(args) == KEEP_FREED
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
