@@ -57,7 +57,7 @@ def main() -> None:
     images = torch.randn(args.batch, 3, spec.image_size, spec.image_size).contiguous(memory_format=torch.channels_last)
     rows: list[tuple[str, float, int]] = []  # part, ms per batch, MACs per image
     gated_branch_ms = 0.0
-    open_counts = {rate: max(1, round(rate * args.batch)) for rate in args.rate}
+    open_counts = {rate: round(rate * args.batch) for rate in args.rate}  # at 0 images no branch runs
     branches_on_open_ms = dict.fromkeys(args.rate, 0.0)  # per rate: the gated branches on rate x batch images
     with torch.no_grad():
         rows.append(("stem", median_ms(lambda: fused.stem(images), args.repeats), table.stem.macs()))
@@ -71,6 +71,8 @@ def main() -> None:
                 gated_branch_ms += branch_ms
                 rows.append((f"  branch {index} (gated)", branch_ms, cost.branch.macs()))
                 for rate, count in open_counts.items():
+                    if count == 0:
+                        continue
                     open_inputs = x[:count]  # a batch prefix keeps the layout
                     branches_on_open_ms[rate] += median_ms(lambda: block.branch(open_inputs), args.repeats)
             label = f"block {index}{' (gated)' if cost.gated else ''} {tuple(x.shape[1:])}"

@@ -163,8 +163,7 @@ def format_row(row: Row, images: int) -> str:
     spread = max(row.spread.values())
     flag = " !" if spread > SPREAD_WARNING else ""
     return (f"| {row.model} | {row.batch} | {row.rate:.1f} | {row.precision} | {row.layout} | "
-            f"{speed['unfused dense']:.1f} | "
-            f"{speed['fused dense']:.1f} | {speed['fused skip']:.1f} | "
+            f"{speed['unfused dense']:.1f} | {speed['fused dense']:.1f} | {speed['fused skip']:.1f} | "
             f"{row.seconds['unfused dense'] / row.seconds['fused dense']:.2f}x | {measured:.2f}x | "
             f"{row.predicted:.2f}x | {measured / row.predicted:.2f} | {latency} | {100 * spread:.0f} %{flag} |")
 
@@ -195,8 +194,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {allocator} allocator, {args.images} images "
           f"per pass, >= {args.min_seconds:g} s per measurement, {args.repeats} interleaved repeats; speeds in images/s "
           "(medians)\n")
-    print("| model | batch | rate | precision | fused layout | unfused dense | fused dense | fused skip | fused / unfused dense "
-          "| skip speedup | MAC-predicted | ratio | skip p50 / p95 ms | spread |")
+    print("| model | batch | rate | precision | fused layout | unfused dense | fused dense | fused skip "
+          "| fused / unfused dense | skip speedup | MAC-predicted | ratio | skip p50 / p95 ms | spread |")
     print("|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     noisy = False
     for name in args.model:

@@ -27,7 +27,7 @@ from facegraph.config import load_config
 from facegraph.graphs import target_rate_loss, target_rate_schedule
 from facegraph.models import GatedResNet, autocast, build_model, num_blocks
 
-from allocator_option import KEEP_FREED, add_allocator_option, apply_allocator_option
+from allocator_option import add_allocator_option, apply_allocator_option
 
 ARCH, WIDTH, IMAGE_SIZE, NUM_CLASSES, BATCH = "resnet50", 0.25, 64, 158, 64
 
@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's); 1 is steadier when shared")
     add_allocator_option(parser)
     args = parser.parse_args()
-    memory_kept = apply_allocator_option(args) == KEEP_FREED
+    allocator = apply_allocator_option(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -89,8 +89,7 @@ def main() -> None:
                 times[name].append(time.perf_counter() - started)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {ARCH} width {WIDTH} at {IMAGE_SIZE} px, "
           f"batch {BATCH}, {args.precision}{', channels_last' if args.channels_last else ''}, "
-          f"{models['gated'].num_gates} gated blocks, freed memory "
-          f"{'kept' if memory_kept else 'returned (the C library defaults)'}")
+          f"{models['gated'].num_gates} gated blocks, {allocator} allocator")
     print("| model | ms/step (median) | images/s | spread |")
     print("|---|---:|---:|---:|")
     for name, measured in times.items():
