@@ -5,7 +5,8 @@ preset's ResNet-50 at width 0.25, 64 px, 158 classes, 9 of 16 blocks gated (not 
 stage's strided first block); "cpu-ft" the same network as table2's warm start fine-tunes it, 12 of 16 gated. For
 each batch size, open rate and precision, on the same images:
 - unfused dense: the model as trained (BatchNorm as separate ops, NCHW), every block computed and masked;
-- fused dense: `fuse_for_inference()` run dense (laid out in `--layout`: channels_last, the default, or NCHW), which
+- fused dense: `fuse_for_inference()` run dense (laid out in `--layout`: channels_last, the default, NCHW, or auto:
+  the one `facegraph.engine.layout.time_layouts` finds faster for the row, as `--layout auto` of the CLI), which
   computes every block and multiplies its branch by the gate, as convnet-aig does: the baseline the skipping speedup
   is measured against;
 - fused skip: the fused graph running each block's branch on its open images only.
@@ -22,7 +23,7 @@ By default the process keeps freed tensor memory for reuse, as the `facegraph` c
 
     python benchmarks/skip.py [--quick] [--model paper cpu] [--batch 64 1] [--rate 0.4 0.5 0.7]
                               [--precision fp32 bf16] [--repeats 5] [--images 64] [--min-seconds 1] [--threads N]
-                              [--allocator keep-freed|default] [--layout channels_last nchw]
+                              [--allocator keep-freed|default] [--layout channels_last nchw auto]
 """
 
 from __future__ import annotations
@@ -39,12 +40,12 @@ import torch
 from facegraph.flops import cost_table
 from facegraph import paper
 from facegraph.config import load_config
-from facegraph.models import GatedResNet, build_model
+from facegraph.engine.layout import AUTO, LAYOUT_CHOICES, time_layouts
+from facegraph.models import LAYOUTS, GatedResNet, build_model
 
 from allocator_option import add_allocator_option, apply_allocator_option
 
 SPREAD_WARNING = 0.10
-LAYOUTS = {"channels_last": torch.channels_last, "nchw": torch.contiguous_format}
 VARIANTS = ("unfused dense", "fused dense", "fused skip")
 
 
@@ -91,7 +92,7 @@ class Row:
     batch: int
     rate: float
     precision: str
-    layout: str  # of the fused graph
+    layout: str  # of the fused graph ("auto: nchw" when --layout auto chose it)
     seconds: dict[str, float]  # median seconds per pass over the images, per variant
     spread: dict[str, float]
     predicted: float
@@ -107,7 +108,9 @@ def measure(name: str, batch: int, rate: float, precision: str, layout: str, rep
     torch.manual_seed(0)
     model = build_model(spec.arch, spec.num_classes, width=spec.width, target_rates=spec.schedule).eval()
     table = cost_table(model, spec.image_size)  # the unfused model's accounting (BatchNorm counted)
-    fused = model.fuse_for_inference(LAYOUTS[layout])
+    if layout == AUTO:
+        layout = f"{AUTO}: {time_layouts(model, spec.image_size, batch, precision=precision).fastest}"
+    fused = model.fuse_for_inference(LAYOUTS[layout.removeprefix(f"{AUTO}: ")])
     inputs = torch.randn(images, 3, spec.image_size, spec.image_size)
     patterns = (torch.rand(images, model.num_gates) < rate).float()
     chunks = [(inputs[i:i + batch], patterns[i:i + batch]) for i in range(0, images, batch)]
@@ -183,8 +186,9 @@ def main() -> None:
                         help="the CPU preset's model, rate 0.5, fp32, batch 64 and 1, 3 repeats")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's); 1 is steadier when shared")
     add_allocator_option(parser)
-    parser.add_argument("--layout", nargs="+", choices=sorted(LAYOUTS), default=["channels_last"],
-                        help="memory format of the fused graph (fuse_for_inference's default: channels_last)")
+    parser.add_argument("--layout", nargs="+", choices=LAYOUT_CHOICES, default=["channels_last"],
+                        help="memory format of the fused graph (fuse_for_inference's default: channels_last; auto: "
+                             "the faster of the two in a quick timing of the row's model, batch and precision)")
     args = parser.parse_args()
     allocator = apply_allocator_option(args)
     if args.threads:

@@ -27,6 +27,7 @@ from facegraph import __version__
 from facegraph.config import RunConfig, load_config
 from facegraph.data.images import FaceCrop, cut_face, inference_params, load_image_for_inference, normalize
 from facegraph.engine.allocator import keep_freed_memory
+from facegraph.engine.layout import use_layout
 from facegraph.engine.predict import (
     AttributeEstimate, PhotoPrediction, PredictionFailure, estimate_attributes, label_references, predict_images,
 )
@@ -107,6 +108,18 @@ class FaceModel:
     def precision(self) -> str:
         """The run's own inference precision on this device (fp16 runs in fp32 off CUDA)."""
         return inference_precision(self.config, self.device)
+
+    @property
+    def layout(self) -> str:
+        """The memory layout of the fused graph that `infer`, `embed` and `predict` run: "channels_last" or "nchw"."""
+        return self.trained.layout
+
+    def use_layout(self, layout: str, *, batch_size: int = 32) -> str:
+        """Lay the fused inference graph out as "channels_last" (the default), "nchw", or "auto": whichever runs
+        `batch_size` photos faster on this machine, timed now (docs/results.md: one photo at a time through a wide
+        network can run faster in NCHW). Returns the layout in use."""
+        self.trained, _ = use_layout(self.trained, layout, batch_size=batch_size)
+        return self.trained.layout
 
     def preprocess(self, image: str | Path | Image.Image) -> torch.Tensor:
         """A photo of any size cut, resized and normalised as the run's dataset was prepared: float32 (3, S, S)."""

@@ -10,10 +10,14 @@ import argparse
 import importlib
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from facegraph import __version__
 from facegraph.engine.allocator import keep_freed_memory
 from facegraph.errors import FacegraphError
+
+if TYPE_CHECKING:
+    from facegraph.engine.trained import TrainedRun
 
 # Name -> one-line summary, in the order `facegraph --help` lists them: the path a batch of photos takes, then the
 # tools. A subcommand's module is imported only when its own parser is needed (see build_parser).
@@ -68,6 +72,30 @@ def positive_float(text: str) -> float:
 def unit_interval(text: str) -> float:
     """An argparse type: a number in (0, 1)."""
     return float(checked_number(float, text, 0, 1, low_open=True, high_open=True))
+
+
+# engine.layout.LAYOUT_CHOICES, spelled out here so that parsing arguments does not import torch (a test checks both).
+LAYOUT_NAMES = ("channels_last", "nchw", "auto")
+
+
+def add_layout_option(parser: argparse.ArgumentParser, batch: str) -> None:
+    """--layout: the memory layout of the fused inference graph (engine/layout.py)."""
+    parser.add_argument("--layout", choices=LAYOUT_NAMES, default="channels_last",
+                        help=f"memory layout of the fused inference graph; auto times both on this machine at {batch} "
+                             f"and takes the faster (same function, other rounding, so logits may then differ in "
+                             f"their last bits from run to run)")
+
+
+def load_for_inference(args: argparse.Namespace) -> TrainedRun:
+    """The run args.run_dir at args.checkpoint with its fused graph laid out as args.layout; what --layout auto
+    measured at args.batch_size is reported on stderr."""
+    from facegraph.engine.layout import use_layout
+    from facegraph.engine.trained import load_trained
+
+    trained, timing = use_layout(load_trained(args.run_dir, args.checkpoint), args.layout, batch_size=args.batch_size)
+    if timing is not None:
+        print(f"facegraph {args.command}: layout {timing.describe()}", file=sys.stderr)
+    return trained
 
 
 def verbose_parent() -> argparse.ArgumentParser:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from facegraph.cli import add_subcommand, positive_int
+from facegraph.cli import add_layout_option, add_subcommand, load_for_inference, positive_int
 
 EXAMPLES = """  facegraph embed runs/aig photos/*.jpg --out embeddings.npz
   facegraph embed runs/aig ../shared/data/lfw/lfw-deepfunneled --out lfw.npz
@@ -30,14 +30,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--flip", action="store_true", help="also store horizontal-flip test-time-augmented embeddings")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="weights to use")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="photos per forward pass")
+    add_layout_option(parser, "--batch-size")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from facegraph.engine.trained import load_trained
     from facegraph.recognition.runs import embed_images, resolve_images
 
-    trained = load_trained(args.run_dir, args.checkpoint)
+    trained = load_for_inference(args)
     paths, preprocessing = resolve_images(trained, args.images, args.split)
     embedded = embed_images(trained, paths, preprocessing=preprocessing, batch_size=args.batch_size, flip=args.flip)
     if embedded.names:

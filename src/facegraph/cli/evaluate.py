@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from facegraph.cli import add_subcommand
+from facegraph.cli import add_layout_option, add_subcommand
 
 EXAMPLES = """  facegraph evaluate runs/aig
   facegraph evaluate runs/aig --split val --json
@@ -23,17 +23,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", help="the prepared dataset, where it is no longer at the path the run recorded")
     parser.add_argument("--no-timing", action="store_true", help="skip the dense-vs-skipping timing")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_layout_option(parser, "the run's train.eval_batch_size")
     parser.set_defaults(run=run)
 
 
 def format_summary(summary: dict) -> str:
     lines = [
         f"{summary['split']}: {summary['images']} images, top-1 {100 * summary['top1']:.2f}%, "
-        f"top-5 {100 * summary['top5']:.2f}%",
+        f"top-5 {100 * summary['top5']:.2f}% ({summary['layout']} layout)",
         f"cost per image (deterministic gates, conv+linear+norm): {summary['gmacs']['mean']:.4f} +- "
         f"{summary['gmacs']['std']:.4f} GMACs = {summary['gflops']['mean']:.4f} GFLOPs "
         f"(dense {summary['gmacs']['dense']:.4f} GMACs; conv only {summary['gmacs_conv_only']['mean']:.4f})",
     ]
+    if "layout_seconds_per_batch" in summary:
+        timed = dict(summary["layout_seconds_per_batch"])
+        batch = timed.pop("batch_size")
+        lines.append(f"layout timed on a batch of {batch}: "
+                     + ", ".join(f"{name} {1000 * seconds:.2f} ms" for name, seconds in timed.items()))
     if summary["gate_rates"]:
         rates = " ".join(f"{rate:.2f}" for rate in summary["gate_rates"])
         lines.append(f"open rate per gated block (1..{len(summary['gate_rates'])}): {rates}")
@@ -53,6 +59,6 @@ def run(args: argparse.Namespace) -> int:
     from facegraph.engine.evaluate import evaluate_run
 
     summary = evaluate_run(args.run_dir, args.split, data_root=args.data, checkpoint=args.checkpoint,
-                           timing=not args.no_timing)
+                           timing=not args.no_timing, layout=args.layout)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0

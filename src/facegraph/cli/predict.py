@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from facegraph.cli import add_subcommand, positive_int, unit_interval
+from facegraph.cli import add_layout_option, add_subcommand, load_for_inference, positive_int, unit_interval
 
 EXAMPLES = """  facegraph predict runs/iig photo.jpg
   facegraph predict runs/iig photos/*.jpg --json > predictions.json
@@ -39,6 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "the threshold answers 'unknown'. It is a rate per comparison: a stranger is compared "
                              "with every gallery person, so about (people x FAR) of strangers are matched to someone "
                              "(docs/results.md measures it)")
+    add_layout_option(parser, "--batch-size")
     parser.set_defaults(run=run)
 
 
@@ -64,23 +65,20 @@ def _search_dict(result) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facegraph.engine.predict import PhotoPrediction, PredictionFailure, predict_images, predict_run
+    from facegraph.engine.predict import PhotoPrediction, PredictionFailure, predict_images
 
     searches: dict = {}
     gallery = None
-    if args.gallery is None:
-        results = predict_run(args.run_dir, args.images, checkpoint=args.checkpoint, batch_size=args.batch_size)
-    else:
-        from facegraph.engine.trained import load_trained
+    trained = load_for_inference(args)
+    results = predict_images(trained, args.images, batch_size=args.batch_size)
+    if args.gallery is not None:
         from facegraph.recognition.runs import load_gallery, search_gallery
 
-        trained = load_trained(args.run_dir, args.checkpoint)
         gallery = load_gallery(trained, args.gallery, far=args.far, batch_size=args.batch_size)
-        results = predict_images(trained, args.images, batch_size=args.batch_size)
         searches = search_gallery(trained, gallery, args.images, batch_size=args.batch_size)
     failures = [r for r in results if isinstance(r, PredictionFailure)]
     if args.json:
-        document = {"run": args.run_dir, "predictions": [r.to_dict() for r in results]}
+        document = {"run": args.run_dir, "layout": trained.layout, "predictions": [r.to_dict() for r in results]}
         if gallery is not None:
             document["gallery"] = {"source": args.gallery, **gallery.to_dict()}
             for prediction in document["predictions"]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from facegraph.cli import add_subcommand, positive_int
+from facegraph.cli import add_layout_option, add_subcommand, load_for_inference, positive_int
 
 EXAMPLES = """  facegraph verify runs/celeba --pairs ../shared/data/lfw/pairs.txt --images ../shared/data/lfw/lfw-deepfunneled --flip
   facegraph verify runs/celeba --pairs pairs.txt --images lfw-deepfunneled --center-crop 0.45 0.5 0.55 0.6   # per fold
@@ -47,6 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of text")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="weights to use")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass")
+    add_layout_option(parser, "--batch-size")
     parser.set_defaults(run=run)
 
 
@@ -73,7 +74,6 @@ def _print_text(summary: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facegraph.engine.trained import load_trained
     from facegraph.errors import ConfigError
     from facegraph.recognition.runs import lfw_pair_set, prepared_pair_set, verify_pairs
 
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--pairs needs --images, the folder its images are in")
     if args.pairs_from is not None and args.images is not None:
         raise ConfigError("--images goes with --pairs; --pairs-from reads the prepared dataset's own images")
-    trained = load_trained(args.run_dir, args.checkpoint)
+    trained = load_for_inference(args)
     if args.center_crop is not None and args.pairs_from is not None:
         raise ConfigError("--center-crop goes with --pairs; a prepared dataset's photos are already cut")
     if args.pairs is not None:

@@ -16,12 +16,13 @@ from tqdm import tqdm
 
 from facegraph import paper
 from facegraph.data import UNKNOWN, PreparedDataset, load_prepared, make_loader
+from facegraph.engine.layout import use_layout
 from facegraph.engine.metrics import topk_correct
 from facegraph.engine.trained import TrainedRun, inference_precision, load_trained
 from facegraph.errors import DataError, FacegraphError
 from facegraph.flops import CONV_ONLY, CostTable
 from facegraph.graphs import label_prototypes, read_out
-from facegraph.models import GatedResNet
+from facegraph.models import DEFAULT_LAYOUT, GatedResNet
 from facegraph.rundir import BEST, dataset_fingerprint, image_records_header, write_image_records
 
 logger = logging.getLogger(__name__)
@@ -134,10 +135,12 @@ def dataset_of_run(trained: TrainedRun, data_root: str | Path | None = None) -> 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", *, dataset: PreparedDataset | None = None,
                  data_root: str | Path | None = None, checkpoint: str = BEST, timing: bool = True,
-                 warn_unfinished: bool = True) -> dict:
-    """Evaluate a run's checkpoint on one split; write eval/<split>.json and eval/<split>-images.csv.
+                 warn_unfinished: bool = True, layout: str = DEFAULT_LAYOUT) -> dict:
+    """Evaluate a run's checkpoint on one split with its fused graph laid out as `layout` (engine.layout; "auto" is
+    timed at the run's evaluation batch size); write eval/<split>.json and eval/<split>-images.csv.
     `warn_unfinished=False`: the caller is the training itself, which evaluates before writing done.json."""
     trained = load_trained(run_dir, checkpoint, warn_unfinished=warn_unfinished)
+    trained, layout_timing = use_layout(trained, layout, batch_size=trained.config.train.eval_batch_size)
     model, config = trained.inference_model, trained.config
     dataset = dataset or dataset_of_run(trained, data_root)
     if split not in dataset.splits:
@@ -148,8 +151,10 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, dataset: PreparedD
         return make_loader(dataset, name, config.train.eval_batch_size, train=False, seed=config.train.seed)
 
     predictions = predict_split(model, loader(split), precision, description=f"evaluate {split}")
-    summary = {"split": split, "checkpoint": checkpoint, **summarize_predictions(predictions, trained.cost_table),
-               "gated_blocks": list(model.gated_blocks)}
+    summary = {"split": split, "checkpoint": checkpoint, "layout": trained.layout,
+               **summarize_predictions(predictions, trained.cost_table), "gated_blocks": list(model.gated_blocks)}
+    if layout_timing is not None:
+        summary["layout_seconds_per_batch"] = {"batch_size": layout_timing.batch_size, **layout_timing.seconds}
     readouts, readout_labels = {}, {}
     if model.num_gates:
         train_gates = None

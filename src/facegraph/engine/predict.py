@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import torch
 
 from facegraph.data.images import load_image_for_inference
-from facegraph.engine.trained import TrainedRun, inference_precision, load_trained
+from facegraph.engine.trained import TrainedRun, inference_precision
 from facegraph.errors import DataError, FacegraphError
 from facegraph.graphs import read_out
 
@@ -156,10 +156,3 @@ def predict_images(trained: TrainedRun, images: Sequence[str | Path], *, batch_s
             results.append(predictions[position] if position in predictions else PredictionFailure(str(path), failures[position]))
         logger.debug("predicted %d of %d photos", min(start + batch_size, len(images)), len(images))
     return results
-
-
-def predict_run(run_dir: str | Path, images: Sequence[str | Path], *, checkpoint: str = "best", batch_size: int = 32) -> list[PhotoPrediction | PredictionFailure]:
-    """Load the run's model (its `best` checkpoint by default) and predict every photo."""
-    if not images:
-        raise FacegraphError("predict: give at least one image")
-    return predict_images(load_trained(run_dir, checkpoint), images, batch_size=batch_size)

@@ -20,7 +20,7 @@ from facegraph.config import RunConfig
 from facegraph.errors import FacegraphError
 from facegraph.flops import CostTable, cost_table
 from facegraph.graphs import FeatureMasks
-from facegraph.models import GatedResNet
+from facegraph.models import DEFAULT_LAYOUT, LAYOUTS, GatedResNet
 from facegraph.rundir import BEST, LAST, RunDir, load_checkpoint, open_run
 
 logger = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ class TrainedRun:
     checkpoint: str  # "best" or "last"
     feature_masks: dict[str, FeatureMasks]
     cost_table: CostTable
+    layout: str = DEFAULT_LAYOUT  # the fused graph's memory layout, a key of models.LAYOUTS (engine.layout.use_layout)
 
     @property
     def path(self) -> Path:
@@ -44,9 +45,10 @@ class TrainedRun:
 
     @functools.cached_property
     def inference_model(self) -> GatedResNet:
-        """The fused inference graph (BatchNorm folded into convolutions, channels_last): what evaluate, predict and
-        embed run. Outputs equal `model`'s (allclose, the same gate decisions); costs are counted on `model`."""
-        return self.model.fuse_for_inference()
+        """The fused inference graph (BatchNorm folded into convolutions, laid out as `layout`): what evaluate,
+        predict and embed run. Outputs equal `model`'s (allclose, the same gate decisions); costs are counted on
+        `model`."""
+        return self.model.fuse_for_inference(LAYOUTS[self.layout])
 
 
 def load_trained(run_dir: str | Path, checkpoint: str = BEST, *, warn_unfinished: bool = True) -> TrainedRun:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from facegraph.models.gated import (
-    FUSED_MEMORY_FORMAT, Embeddings, GatedOutput, GatedResNet, gated_residual, skipping_residual,
+    DEFAULT_LAYOUT, FUSED_MEMORY_FORMAT, LAYOUTS, Embeddings, GatedOutput, GatedResNet, gated_residual,
+    skipping_residual,
 )
 from facegraph.models.gates import Gate, deterministic_gate, straight_through_gumbel
 from facegraph.models.heads import CLASSIFIERS, CosineClassifier
@@ -16,9 +17,9 @@ from facegraph.models.resnet import ARCHS, ResNet, arch_spec
 DEFAULT_COSINE_SCALE = 30.0  # s of CosFace; ArcFace uses 64 on large datasets
 
 __all__ = [
-    "ARCHS", "CLASSIFIERS", "DEFAULT_COSINE_SCALE", "FUSED_MEMORY_FORMAT", "PRECISIONS", "CosineClassifier",
-    "Embeddings", "Gate", "GatedOutput", "GatedResNet", "ResNet", "arch_spec", "autocast", "build_model",
-    "deterministic_gate", "gated_residual", "num_blocks", "skipping_residual", "stage_first_blocks",
+    "ARCHS", "CLASSIFIERS", "DEFAULT_COSINE_SCALE", "DEFAULT_LAYOUT", "FUSED_MEMORY_FORMAT", "LAYOUTS", "PRECISIONS",
+    "CosineClassifier", "Embeddings", "Gate", "GatedOutput", "GatedResNet", "ResNet", "arch_spec", "autocast",
+    "build_model", "deterministic_gate", "gated_residual", "num_blocks", "skipping_residual", "stage_first_blocks",
     "straight_through_gumbel",
 ]
 

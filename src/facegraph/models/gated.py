@@ -24,10 +24,13 @@ class GatedOutput(NamedTuple):
     gate_values: torch.Tensor  # (B, number of gated blocks), 0/1 in the forward pass
 
 
-# The layout of a fused model: oneDNN's native channels_last measured faster than NCHW on CPU for both benchmark
-# models (the paper's ResNet-101 at 128 px and the CPU preset's narrow ResNet-50 at 64 px), fp32 and bf16
-# (benchmarks/skip.py); on CUDA it is the tensor-core layout for bf16/fp16.
-FUSED_MEMORY_FORMAT = torch.channels_last
+# The memory layouts a fused model can take, by name. oneDNN's native channels_last measured as fast as NCHW or faster
+# on CPU for both benchmark models (the paper's ResNet-101 at 128 px and the CPU preset's narrow ResNet-50 at 64 px),
+# fp32 and bf16, except one photo at a time through the paper's model, about 1.1x faster in NCHW (benchmarks/skip.py
+# --layout); on CUDA it is the tensor-core layout for bf16/fp16. engine/layout.py times both on the machine at hand.
+LAYOUTS = {"channels_last": torch.channels_last, "nchw": torch.contiguous_format}
+DEFAULT_LAYOUT = "channels_last"
+FUSED_MEMORY_FORMAT = LAYOUTS[DEFAULT_LAYOUT]
 
 
 class Embeddings(NamedTuple):
