@@ -108,9 +108,8 @@ def measure(name: str, batch: int, rate: float, precision: str, layout: str, rep
     torch.manual_seed(0)
     model = build_model(spec.arch, spec.num_classes, width=spec.width, target_rates=spec.schedule).eval()
     table = cost_table(model, spec.image_size)  # the unfused model's accounting (BatchNorm counted)
-    if layout == AUTO:
-        layout = f"{AUTO}: {time_layouts(model, spec.image_size, batch, precision=precision).fastest}"
-    fused = model.fuse_for_inference(LAYOUTS[layout.removeprefix(f"{AUTO}: ")])
+    chosen = time_layouts(model, spec.image_size, batch, precision=precision).fastest if layout == AUTO else layout
+    fused = model.fuse_for_inference(LAYOUTS[chosen])
     inputs = torch.randn(images, 3, spec.image_size, spec.image_size)
     patterns = (torch.rand(images, model.num_gates) < rate).float()
     chunks = [(inputs[i:i + batch], patterns[i:i + batch]) for i in range(0, images, batch)]
@@ -156,7 +155,8 @@ def measure(name: str, batch: int, rate: float, precision: str, layout: str, rep
     if latencies:
         ordered = sorted(latencies)
         latency = (1000 * statistics.median(ordered), 1000 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))])
-    return Row(name, batch, rate, precision, layout, medians, spreads, predicted, latency)
+    label = f"{AUTO}: {chosen}" if layout == AUTO else layout
+    return Row(name, batch, rate, precision, label, medians, spreads, predicted, latency)
 
 
 def format_row(row: Row, images: int) -> str:

@@ -1,5 +1,6 @@
 """`facegraph predict` as a library: photos of any size, batching, eq. 5 distances, cost, unreadable files."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -109,11 +110,9 @@ def test_unreadable_photos_are_named_and_the_rest_still_predicted(tmp_path):
 
 
 def test_plain_resnet_runs_every_block(tmp_path):
-    info = tiny_run(tmp_path)
     plain = build_model("resnet20", len(IDENTITIES), width=0.5)
-    info.model = plain
-    info.feature_masks = {}
-    info.cost_table = cost_table(plain, IMAGE_SIZE)
+    info = dataclasses.replace(tiny_run(tmp_path), model=plain, feature_masks={},
+                               cost_table=cost_table(plain, IMAGE_SIZE))
     (result,) = predict_images(info, write_photos(tmp_path)[:1])
     assert result.gates == "" and result.open_gates == [] and result.attributes == []
     assert result.blocks_run == result.blocks_total == len(plain.blocks)
@@ -121,10 +120,8 @@ def test_plain_resnet_runs_every_block(tmp_path):
 
 
 def test_stored_train_prototypes_give_aig_attributes(tmp_path):
-    info = tiny_run(tmp_path)
-    model = info.model
-    info.feature_masks = {}
-    k = model.num_gates
+    info = dataclasses.replace(tiny_run(tmp_path), feature_masks={})
+    k = info.model.num_gates
     male, female = [1.0] * k, [0.0] * k
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "test.json").write_text(json.dumps({"readout": {

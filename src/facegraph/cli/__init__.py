@@ -86,16 +86,12 @@ def add_layout_option(parser: argparse.ArgumentParser, batch: str) -> None:
                              f"their last bits from run to run)")
 
 
-def load_for_inference(args: argparse.Namespace) -> TrainedRun:
-    """The run args.run_dir at args.checkpoint with its fused graph laid out as args.layout; what --layout auto
-    measured at args.batch_size is reported on stderr."""
+def with_layout(args: argparse.Namespace, trained: TrainedRun, images: int) -> TrainedRun:
+    """`trained` with its fused graph laid out as --layout; auto is timed at the batch the command will run: --batch-size,
+    or all `images` when fewer (the library logs what it measured)."""
     from facegraph.engine.layout import use_layout
-    from facegraph.engine.trained import load_trained
 
-    trained, timing = use_layout(load_trained(args.run_dir, args.checkpoint), args.layout, batch_size=args.batch_size)
-    if timing is not None:
-        print(f"facegraph {args.command}: layout {timing.describe()}", file=sys.stderr)
-    return trained
+    return use_layout(trained, args.layout, batch_size=max(1, min(args.batch_size, images)))[0]
 
 
 def verbose_parent() -> argparse.ArgumentParser:

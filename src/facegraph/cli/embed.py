@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from facegraph.cli import add_layout_option, add_subcommand, load_for_inference, positive_int
+from facegraph.cli import add_layout_option, add_subcommand, positive_int, with_layout
 
 EXAMPLES = """  facegraph embed runs/aig photos/*.jpg --out embeddings.npz
   facegraph embed runs/aig ../shared/data/lfw/lfw-deepfunneled --out lfw.npz
@@ -35,10 +35,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from facegraph.engine.trained import load_trained
     from facegraph.recognition.runs import embed_images, resolve_images
 
-    trained = load_for_inference(args)
+    trained = load_trained(args.run_dir, args.checkpoint)
     paths, preprocessing = resolve_images(trained, args.images, args.split)
+    trained = with_layout(args, trained, len(paths))
     embedded = embed_images(trained, paths, preprocessing=preprocessing, batch_size=args.batch_size, flip=args.flip)
     if embedded.names:
         out = embedded.save(args.out)

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from facegraph.cli import add_layout_option, add_subcommand, load_for_inference, positive_int, unit_interval
+from facegraph.cli import add_layout_option, add_subcommand, positive_int, unit_interval, with_layout
 
 EXAMPLES = """  facegraph predict runs/iig photo.jpg
   facegraph predict runs/iig photos/*.jpg --json > predictions.json
@@ -66,10 +66,11 @@ def _search_dict(result) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from facegraph.engine.predict import PhotoPrediction, PredictionFailure, predict_images
+    from facegraph.engine.trained import load_trained
 
     searches: dict = {}
     gallery = None
-    trained = load_for_inference(args)
+    trained = with_layout(args, load_trained(args.run_dir, args.checkpoint), len(args.images))
     results = predict_images(trained, args.images, batch_size=args.batch_size)
     if args.gallery is not None:
         from facegraph.recognition.runs import load_gallery, search_gallery

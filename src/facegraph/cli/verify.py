@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from facegraph.cli import add_layout_option, add_subcommand, load_for_inference, positive_int
+from facegraph.cli import add_layout_option, add_subcommand, positive_int, with_layout
 
 EXAMPLES = """  facegraph verify runs/celeba --pairs ../shared/data/lfw/pairs.txt --images ../shared/data/lfw/lfw-deepfunneled --flip
   facegraph verify runs/celeba --pairs pairs.txt --images lfw-deepfunneled --center-crop 0.45 0.5 0.55 0.6   # per fold
@@ -74,6 +74,7 @@ def _print_text(summary: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from facegraph.engine.trained import load_trained
     from facegraph.errors import ConfigError
     from facegraph.recognition.runs import lfw_pair_set, prepared_pair_set, verify_pairs
 
@@ -81,13 +82,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--pairs needs --images, the folder its images are in")
     if args.pairs_from is not None and args.images is not None:
         raise ConfigError("--images goes with --pairs; --pairs-from reads the prepared dataset's own images")
-    trained = load_for_inference(args)
     if args.center_crop is not None and args.pairs_from is not None:
         raise ConfigError("--center-crop goes with --pairs; a prepared dataset's photos are already cut")
+    trained = load_trained(args.run_dir, args.checkpoint)
     if args.pairs is not None:
         pair_set = lfw_pair_set(trained, args.pairs, args.images, args.center_crop)
     else:
         pair_set = prepared_pair_set(trained, args.pairs_from, args.num_pairs, args.seed, args.split)
+    trained = with_layout(args, trained, len(pair_set.person_of))
     outcome = verify_pairs(trained, pair_set, out_name=args.name, flip=args.flip, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(outcome.summary, indent=2))

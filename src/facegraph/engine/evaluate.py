@@ -137,14 +137,15 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, dataset: PreparedD
                  data_root: str | Path | None = None, checkpoint: str = BEST, timing: bool = True,
                  warn_unfinished: bool = True, layout: str = DEFAULT_LAYOUT) -> dict:
     """Evaluate a run's checkpoint on one split with its fused graph laid out as `layout` (engine.layout; "auto" is
-    timed at the run's evaluation batch size); write eval/<split>.json and eval/<split>-images.csv.
+    timed at the batch evaluation runs); write eval/<split>.json and eval/<split>-images.csv.
     `warn_unfinished=False`: the caller is the training itself, which evaluates before writing done.json."""
     trained = load_trained(run_dir, checkpoint, warn_unfinished=warn_unfinished)
-    trained, layout_timing = use_layout(trained, layout, batch_size=trained.config.train.eval_batch_size)
-    model, config = trained.inference_model, trained.config
     dataset = dataset or dataset_of_run(trained, data_root)
     if split not in dataset.splits:
         raise FacegraphError(f"{dataset.root} has no {split!r} split (it has: {', '.join(dataset.splits)})")
+    batch = max(1, min(trained.config.train.eval_batch_size, len(dataset.split_indices(split))))
+    trained, layout_timing = use_layout(trained, layout, batch_size=batch)
+    model, config = trained.inference_model, trained.config
     precision = inference_precision(config, torch.device("cpu"))
 
     def loader(name: str):

@@ -26,7 +26,7 @@ from facegraph.rundir import BEST, LAST, RunDir, load_checkpoint, open_run
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)  # frozen: inference_model is cached from `model` and `layout`, so they must not change
 class TrainedRun:
     """A run directory with its model loaded (evaluation mode) and what inference needs besides the weights."""
 

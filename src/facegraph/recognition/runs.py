@@ -418,8 +418,8 @@ def verify_pairs(trained: TrainedRun, pair_set: PairSet, *, out_name: str | None
     _write_csv(out_dir / PAIRS_FILE, header, rows)
 
     summary = {
-        "run": str(trained.path), "checkpoint": trained.checkpoint, "layout": trained.layout, "source": pair_set.source,
-        "flip": flip,
+        "run": str(trained.path), "checkpoint": trained.checkpoint, "layout": trained.layout,
+        "source": pair_set.source, "flip": flip,
         "preprocessing": pair_set.preprocessing, "center_crops": list(crops),
         "pairs_total": len(pairs), "pairs_used": len(kept), "pairs_matched": int(same.sum()),
         "pairs_mismatched": int((~same).sum()), "pairs_skipped_missing": len(missing),
