@@ -62,6 +62,8 @@ def test_torchscript_export_runs_densely_and_says_so(tiny_run, photos, tmp_path,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         traced = torch.jit.load(str(out / description["model"]))
+    graph = str(traced.inlined_graph)
+    assert "aten::_convolution" in graph and "batch_norm" not in graph  # the fused graph: BatchNorm folded away
     batch, logits, gates = reference(tiny_run, photos)
     traced_logits, traced_gates = traced(batch)
     assert torch.allclose(traced_logits, logits, atol=1e-5) and torch.equal(traced_gates, gates)
@@ -76,7 +78,10 @@ def test_onnx_export_matches(tiny_run, photos, tmp_path):
     onnx = pytest.importorskip("onnx")
     out = tmp_path / "onnx"
     assert main(["export", str(tiny_run), "--out", str(out), "--format", "onnx"]) == 0
-    onnx.checker.check_model(onnx.load(str(out / "model.onnx")))
+    exported = onnx.load(str(out / "model.onnx"))
+    onnx.checker.check_model(exported)
+    operators = {node.op_type for node in exported.graph.node}
+    assert "Conv" in operators and "BatchNormalization" not in operators
     runtime = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: the ONNX logits are not compared")
     batch, logits, gates = reference(tiny_run, photos)
     session = runtime.InferenceSession(str(out / "model.onnx"))

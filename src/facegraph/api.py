@@ -33,7 +33,7 @@ from facegraph.engine.predict import (
 )
 from facegraph.engine.trained import TrainedRun, inference_precision, load_trained
 from facegraph.errors import DataError, FacegraphError
-from facegraph.models import Embeddings, GatedOutput, GatedResNet
+from facegraph.models import LAYOUTS, Embeddings, GatedOutput, GatedResNet
 from facegraph.models import build_model as _build_model
 from facegraph.rundir import BEST, CHECKPOINTS, CONFIG_FILE, DATASET_FILE, EVAL_DIR, open_run, write_json
 
@@ -50,7 +50,8 @@ ONNX_FILE = "model.onnx"
 # dataset.json keys an export keeps: preprocessing, identity names and attribute labels (no local paths).
 SHARED_DATASET_KEYS = ("image_size", "center_crop", "mean", "std", "identities", "features")
 DENSE_EXECUTION = ("dense: every block runs and a closed gate multiplies its residual branch by 0 (eq. 1 by masking); "
-                   "same logits and gates as the skipping model, no saving in compute")
+                   "same logits and gates as the skipping model, no saving in compute; the fused inference graph "
+                   "(BatchNorm folded into the convolutions and the gates' first linear layer), NCHW")
 
 
 def build_model(arch: str, num_classes: int, **options: Any) -> GatedResNet:
@@ -235,9 +236,12 @@ def _export_state_dict(trained: TrainedRun, out: Path, dataset: dict[str, Any]) 
             "load": "facegraph.load(FOLDER), or torch.load(weights, weights_only=True)['model'] as a state dict"}
 
 
-def _traced(model: GatedResNet, image_size: int) -> torch.jit.ScriptModule:
-    """TorchScript by tracing the dense forward pass (gates by masking): skipping selects images by the gates'
-    values, control flow a trace cannot record."""
+def _traced(trained: TrainedRun) -> torch.jit.ScriptModule:
+    """TorchScript of the run's fused inference graph (fp32, CPU, NCHW: no layout a runtime must know of), by tracing
+    its dense forward pass (gates by masking): skipping selects images by the gates' values, control flow a trace
+    cannot record."""
+    model = trained.model.float().cpu().eval().fuse_for_inference(LAYOUTS["nchw"])
+    image_size = int(trained.dataset["image_size"])
     example = torch.zeros(2, 3, image_size, image_size)
 
     class Dense(torch.nn.Module):
@@ -256,8 +260,7 @@ def _traced(model: GatedResNet, image_size: int) -> torch.jit.ScriptModule:
 
 
 def _export_torchscript(trained: TrainedRun, out: Path) -> dict[str, Any]:
-    model = trained.model.float().cpu().eval()
-    traced = _traced(model, int(trained.dataset["image_size"]))
+    traced = _traced(trained)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         traced.save(str(out / TORCHSCRIPT_FILE))
@@ -270,9 +273,8 @@ def _export_onnx(trained: TrainedRun, out: Path) -> dict[str, Any]:
         import onnx  # noqa: F401  (torch's exporter needs it)
     except ImportError:
         raise FacegraphError("ONNX export needs the onnx package: pip install 'facegraph[onnx]'") from None
-    model = trained.model.float().cpu().eval()
     size = int(trained.dataset["image_size"])
-    traced = _traced(model, size)
+    traced = _traced(trained)
     try:
         torch.onnx.export(traced, (torch.zeros(2, 3, size, size),), str(out / ONNX_FILE), input_names=["images"],
                           output_names=["logits", "gate_values"], dynamo=False,
@@ -291,8 +293,8 @@ def export(run_dir: str | Path, out: str | Path, *, format: str = "state-dict", 
     Every format writes config.json and dataset.json (preprocessing, identity names, attribute labels) and
     export.json. "state-dict": checkpoints/best.pt holding only the weights (no optimizer or RNG state; loads with
     `torch.load(..., weights_only=True)`), a folder `facegraph.load` and `facegraph predict` accept as a run.
-    "torchscript" / "onnx": the network traced in dense mode (gates applied by masking, see DENSE_EXECUTION);
-    ONNX needs the `onnx` package (`pip install 'facegraph[onnx]'`).
+    "torchscript" / "onnx": the fused inference graph traced in dense mode (gates applied by masking, see
+    DENSE_EXECUTION); ONNX needs the `onnx` package (`pip install 'facegraph[onnx]'`).
     """
     if format not in EXPORT_FORMATS:
         raise FacegraphError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
