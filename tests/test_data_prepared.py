@@ -158,10 +158,11 @@ def test_existing_output_needs_overwrite_which_replaces_it(tmp_path: Path, data_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_cross_validation_folds_partition_every_person(data_synthetic_prepared: Path) -> None:
+@pytest.mark.parametrize("seed", [0, 1])
+def test_cross_validation_folds_partition_every_person(data_synthetic_prepared: Path, seed: int) -> None:
     dataset = load_prepared(data_synthetic_prepared)
     folds = 3
-    views = [dataset.cross_validation_fold(folds, fold) for fold in range(folds)]
+    views = [dataset.cross_validation_fold(folds, fold, seed) for fold in range(folds)]
     tested = [{s.path for s in view.samples if s.split == "test"} for view in views]
     # Every photo is tested exactly once over the folds, and trained on in every other fold.
     assert sorted(p for t in tested for p in t) == sorted(s.path for s in dataset.samples)
@@ -174,11 +175,16 @@ def test_cross_validation_folds_partition_every_person(data_synthetic_prepared: 
         assert max(counts) - min(counts) <= 1 and sum(counts) > 0
     sizes = [len(t) for t in tested]
     assert max(sizes) - min(sizes) <= 1
-    # The dealing is fixed: the same fold twice is the same split, whatever else ran in between.
-    assert [s.split for s in dataset.cross_validation_fold(folds, 1).samples] == [s.split for s in views[1].samples]
+    # The dealing is fixed by the seed: the same fold twice is the same split, whatever else ran in between; another
+    # seed deals another partition.
+    assert [s.split for s in dataset.cross_validation_fold(folds, 1, seed).samples] == \
+        [s.split for s in views[1].samples]
+    other = [{s.path for s in dataset.cross_validation_fold(folds, fold, seed + 1).samples if s.split == "test"}
+             for fold in range(folds)]
+    assert other != tested and view.info["cross_validation"]["seed"] == seed
 
 
-@pytest.mark.parametrize("folds, fold", [(1, 0), (3, 3), (3, -1)])
-def test_cross_validation_fold_out_of_range(data_synthetic_prepared: Path, folds: int, fold: int) -> None:
-    with pytest.raises(DataError, match=f"got fold {fold} of {folds}"):
-        load_prepared(data_synthetic_prepared).cross_validation_fold(folds, fold)
+@pytest.mark.parametrize("folds, fold, seed", [(1, 0, 0), (3, 3, 0), (3, -1, 0), (3, 0, -1)])
+def test_cross_validation_fold_out_of_range(data_synthetic_prepared: Path, folds: int, fold: int, seed: int) -> None:
+    with pytest.raises(DataError, match=f"got fold {fold} of {folds}, seed {seed}"):
+        load_prepared(data_synthetic_prepared).cross_validation_fold(folds, fold, seed)

@@ -261,3 +261,17 @@ def test_table2_folds_test_each_photo_once(tiny_lfw, tmp_path, capsys):
     assert f"over {len(dataset.samples)} test images (95 % interval over images" in table
     assert main([*args, "--seeds", "3"]) == 2
     assert "--folds 2 runs one seed per fold" in capsys.readouterr().err
+
+    # --fold-seed: the same cross-validation on another partition of the same photos.
+    other = tmp_path / "cv-b"
+    again = [*args, "--out", str(other), "--models", "resnet50", "--fold-seed", "1"]
+    assert main(again) == 0
+    first_test, second_test = (RunDir(folder / "resnet50-seed0").image_records("test", {}).sample.tolist()
+                               for folder in (out, other))
+    assert RunDir(other / "resnet50-seed1").config().data.fold_seed == 1 and sorted(first_test) != sorted(second_test)
+    assert sorted(second_test + RunDir(other / "resnet50-seed1").image_records("test", {}).sample.tolist()) == \
+        list(range(len(dataset.samples)))
+    assert "cross-validation fold s of 2 (fold seed 1)" in (other / "table2.md").read_text()
+    assert main(["table2", "--preset", "cpu", "--data", str(tiny_lfw), "--out", str(tmp_path / "cv-c"),
+                 "--fold-seed", "1"]) == 2
+    assert "give the number of folds too" in capsys.readouterr().err and not (tmp_path / "cv-c").exists()

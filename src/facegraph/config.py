@@ -125,6 +125,9 @@ class DataConfig:
     # fold s, so seeds pool into a cross-validation in which every photo is tested once.
     folds: int = 0
     fold: int = 0
+    # Which dealing of the photos into folds (0: the one every run before this key used); another seed repeats the
+    # cross-validation on another partition of the same photos (`table2 --fold-seed`).
+    fold_seed: int = 0
 
 
 @dataclass
@@ -299,6 +302,7 @@ def validate(config: RunConfig) -> RunConfig:
         (config.data.folds == 0 or (config.data.folds >= 2 and 0 <= config.data.fold < config.data.folds),
          f"data.folds must be 0 (the prepared splits) or >= 2 with 0 <= data.fold < data.folds, got fold "
          f"{config.data.fold} of {config.data.folds}"),
+        (config.data.fold_seed >= 0, f"data.fold_seed must be >= 0, got {config.data.fold_seed}"),
         (config.data.folds == 0 or config.data.val_from_train > 0,
          "data.folds re-splits into train and test only: data.val_from_train must be > 0 to choose the checkpoint"),
         (config.data.val_split != "test",

@@ -91,11 +91,11 @@ class WarmStart:
 def run_table2(preset: str, data: str | Path, out: str | Path, *, seeds: int = 1,
                overrides: list[str] | None = None, models: list[str] | None = None,
                verification: VerificationPairs | None = None,
-               warm_start: WarmStart | None = None, folds: int = 0) -> tuple[Path, list[dict]]:
+               warm_start: WarmStart | None = None, folds: int = 0, fold_seed: int = 0) -> tuple[Path, list[dict]]:
     """Train/evaluate each model of Table II (reusing finished runs) and write table2.md / table2.csv in `out`; with
     `verification`, every run is also verified on the same pairs (a column of the table); with `warm_start`, every
     row fine-tunes from the ResNet run `<resnet>-seed<s>` trained first; with `folds` = k, seed s trains and tests on
-    cross-validation fold s (`data.folds`)."""
+    cross-validation fold s (`data.folds`) of the partition `fold_seed` deals (`data.fold_seed`)."""
     if preset not in TABLE2_ROWS:
         raise FacegraphError(f"unknown preset {preset!r}; choose one of {', '.join(TABLE2_ROWS)}")
     names = models or TABLE2_ROWS[preset]
@@ -105,10 +105,12 @@ def run_table2(preset: str, data: str | Path, out: str | Path, *, seeds: int = 1
                              f"{', '.join(TABLE2_ROWS[preset])})")
     if folds and seeds > folds:
         raise FacegraphError(f"{seeds} seeds on {folds} folds: one seed per fold at most")
+    if fold_seed and not folds:
+        raise FacegraphError("a fold seed deals the photos into cross-validation folds: give the number of folds too")
     out, data = Path(out), Path(data)
 
     def seed_overrides(seed: int) -> list[str]:
-        fold = [f"data.folds={folds}", f"data.fold={seed}"] if folds else []
+        fold = [f"data.folds={folds}", f"data.fold={seed}", f"data.fold_seed={fold_seed}"] if folds else []
         return [*(overrides or []), f"train.seed={seed}", *fold]
 
     # Every config is loaded (and validated) before the first run starts.
@@ -142,7 +144,7 @@ def run_table2(preset: str, data: str | Path, out: str | Path, *, seeds: int = 1
     rows = table_rows(rows_in)
     title = f"{preset} preset, {seeds} seed{'s' if seeds > 1 else ''}"
     if folds:
-        title += f", seed s on cross-validation fold s of {folds}"
+        title += f", seed s on cross-validation fold s of {folds}" + (f" (fold seed {fold_seed})" if fold_seed else "")
     if warm_start is not None:
         first = configs[names[0]][0]
         title += (f", every row fine-tuned {first.train.epochs} epochs at lr {first.optim.lr:g} from the ResNet run of "

@@ -13,6 +13,8 @@ EXAMPLES = """  facegraph table2 --preset cpu --data data/lfw10 --out table2-cpu
       --from-scratch --verify-pairs $FACEGRAPH_DATA/lfw/pairs.txt --verify-images $FACEGRAPH_DATA/lfw/lfw-deepfunneled \
       --verify-center-crop 0.45
   facegraph table2 --preset cpu --data data/lfw10 --out table2-cv --folds 5 --models resnet50,aig-t0.5
+  facegraph table2 --preset cpu --data data/lfw10 --out table2-cv-b --folds 5 --fold-seed 1 \
+      --models resnet50,aig-t0.5                                     # the same on another partition of the photos
   facegraph table2 --preset cpu --data data/lfw10 --out table2-scratch --folds 5 --models resnet50,aig-t0.5 \
       --from-scratch                                                 # every row trained from scratch, 72 epochs
   facegraph table2 --preset paper --data data/imdb-face --out table2-paper      # on a GPU, from scratch
@@ -34,6 +36,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--folds", type=positive_int, metavar="K",
                         help="k-fold cross-validation: seed s trains and tests on fold s of the dataset re-dealt into "
                              "K folds per person (data.folds), so every photo is tested once per model")
+    parser.add_argument("--fold-seed", type=int, default=0, metavar="S",
+                        help="with --folds: the seed that deals the photos into folds (data.fold_seed); 0 is the "
+                             "partition of every earlier run, another seed repeats the cross-validation on another "
+                             "partition of the same photos")
     parser.add_argument("--models", help="comma-separated subset of the preset's models (default: all six)")
     parser.add_argument("--verify-pairs", metavar="PAIRS_TXT",
                         help="also verify every run on these LFW pairs (a column of the table; needs --verify-images)")
@@ -83,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     check_overrides(args.finetune_overrides, "--finetune-set")
     markdown, _ = run_table2(args.preset, args.data, args.out, seeds=args.folds or args.seeds or 1,
                              overrides=args.overrides, models=models, verification=verification, folds=args.folds or 0,
+                             fold_seed=args.fold_seed,
                              warm_start=WarmStart(tuple(args.finetune_overrides)) if warm else None)
     print(markdown.read_text())
     print(f"written: {markdown} and {markdown.with_suffix('.csv')}")

@@ -89,20 +89,22 @@ class PreparedDataset:
             raise DataError(f"unknown split {split!r}; splits are {', '.join(SPLIT_NAMES)}")
         return [index for index, sample in enumerate(self.samples) if sample.split == split]
 
-    def cross_validation_fold(self, folds: int, fold: int) -> "PreparedDataset":
+    def cross_validation_fold(self, folds: int, fold: int, seed: int = 0) -> "PreparedDataset":
         """The same photos re-split for k-fold cross-validation: each person's photos, from every split, are dealt
-        into `folds` folds in a fixed shuffled order; fold `fold` becomes the test split and the rest train (the
-        trainer carves its validation part from train). Over folds 0..k-1 every photo is tested exactly once, and a
-        person with at least k photos appears in every test fold."""
-        if folds < 2 or not 0 <= fold < folds:
-            raise DataError(f"cross-validation needs folds >= 2 and 0 <= fold < folds, got fold {fold} of {folds}")
+        into `folds` folds in a shuffled order fixed by `seed`; fold `fold` becomes the test split and the rest train
+        (the trainer carves its validation part from train). Over folds 0..k-1 every photo is tested exactly once,
+        and a person with at least k photos appears in every test fold. Another `seed` deals another partition."""
+        if folds < 2 or not 0 <= fold < folds or seed < 0:
+            raise DataError(f"cross-validation needs folds >= 2, 0 <= fold < folds and seed >= 0, got fold {fold} of "
+                            f"{folds}, seed {seed}")
         import numpy as np  # here, so that the CLI parses arguments without loading numpy
 
         by_identity: dict[int, list[int]] = {}
         for index, sample in enumerate(self.samples):
             by_identity.setdefault(sample.identity, []).append(index)
-        # The dealing order is fixed (not the training seed): folds must partition the photos across runs.
-        rng = np.random.default_rng([len(self.samples), folds])
+        # The dealing order is fixed (not the training seed): folds must partition the photos across runs. Seed 0
+        # keeps the entropy of the first dealing, so runs made before the seed existed keep their folds.
+        rng = np.random.default_rng([len(self.samples), folds, seed] if seed else [len(self.samples), folds])
         fold_of = [0] * len(self.samples)
         offset = 0
         for identity in sorted(by_identity):
@@ -112,7 +114,8 @@ class PreparedDataset:
             offset += len(by_identity[identity])
         samples = [replace(sample, split="test" if fold_of[i] == fold else "train")
                    for i, sample in enumerate(self.samples)]
-        return replace(self, samples=samples, info={**self.info, "cross_validation": {"folds": folds, "fold": fold}})
+        return replace(self, samples=samples, info={**self.info, "cross_validation": {"folds": folds, "fold": fold,
+                                                                                      "seed": seed}})
 
     def with_validation_from_train(self, fraction: float, seed: int, split: str = "val") -> "PreparedDataset":
         """The same photos with a seeded `fraction` of each person's training photos moved into `split` (at least one
