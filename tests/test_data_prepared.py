@@ -181,7 +181,24 @@ def test_cross_validation_folds_partition_every_person(data_synthetic_prepared: 
         [s.split for s in views[1].samples]
     other = [{s.path for s in dataset.cross_validation_fold(folds, fold, seed + 1).samples if s.split == "test"}
              for fold in range(folds)]
-    assert other != tested and view.info["cross_validation"]["seed"] == seed
+    assert other != tested and views[0].info["cross_validation"]["seed"] == seed
+
+
+def test_fold_seed_0_is_the_dealing_runs_made_before_the_seed_existed(data_synthetic_prepared: Path) -> None:
+    """Earlier runs recorded no fold seed and are reused as seed 0: seed 0 must deal as the unseeded code did, with
+    numpy's generator seeded by (photos, folds)."""
+    dataset = load_prepared(data_synthetic_prepared)
+    folds = 3
+    rng = np.random.default_rng([len(dataset.samples), folds])
+    by_identity: dict[int, list[int]] = {}
+    for index, sample in enumerate(dataset.samples):
+        by_identity.setdefault(sample.identity, []).append(index)
+    photos = by_identity[min(by_identity)]  # the first person: dealt first, so at offset 0
+    assert len(photos) >= 2 * folds
+    views = [dataset.cross_validation_fold(folds, fold) for fold in range(folds)]
+    for position, index in enumerate(rng.permutation(len(photos))):
+        assert views[position % folds].samples[photos[index]].split == "test"
+    assert dataset.cross_validation_fold(folds, 0, 1).samples != views[0].samples
 
 
 @pytest.mark.parametrize("folds, fold, seed", [(1, 0, 0), (3, 3, 0), (3, -1, 0), (3, 0, -1)])

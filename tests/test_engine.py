@@ -244,8 +244,9 @@ def test_table2_folds_test_each_photo_once(tiny_lfw, tmp_path, capsys):
     from facegraph.rundir import RunDir
 
     out = tmp_path / "cv"
-    args = ["table2", "--preset", "cpu", "--data", str(tiny_lfw), "--out", str(out), "--models",
-            "resnet50,aig-t0.5", "--folds", "2", "--from-scratch", *sum((["--set", a] for a in [*TINY, "train.epochs=1"]), [])]
+    common = ["table2", "--preset", "cpu", "--data", str(tiny_lfw), "--folds", "2", "--from-scratch",
+              *sum((["--set", a] for a in [*TINY, "train.epochs=1"]), [])]
+    args = [*common, "--out", str(out), "--models", "resnet50,aig-t0.5"]
     assert main(args) == 0
     dataset = load_prepared(tiny_lfw)
     for model in ("resnet50", "aig-t0.5"):
@@ -264,8 +265,7 @@ def test_table2_folds_test_each_photo_once(tiny_lfw, tmp_path, capsys):
 
     # --fold-seed: the same cross-validation on another partition of the same photos.
     other = tmp_path / "cv-b"
-    again = [*args, "--out", str(other), "--models", "resnet50", "--fold-seed", "1"]
-    assert main(again) == 0
+    assert main([*common, "--out", str(other), "--models", "resnet50", "--fold-seed", "1"]) == 0
     first_test, second_test = (RunDir(folder / "resnet50-seed0").image_records("test", {}).sample.tolist()
                                for folder in (out, other))
     assert RunDir(other / "resnet50-seed1").config().data.fold_seed == 1 and sorted(first_test) != sorted(second_test)

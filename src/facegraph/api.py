@@ -240,7 +240,7 @@ def _traced(trained: TrainedRun) -> torch.jit.ScriptModule:
     """TorchScript of the run's fused inference graph (fp32, CPU, NCHW: no layout a runtime must know of), by tracing
     its dense forward pass (gates by masking): skipping selects images by the gates' values, control flow a trace
     cannot record."""
-    model = trained.model.float().cpu().eval().fuse_for_inference(LAYOUTS["nchw"])
+    model = trained.model.fuse_for_inference(LAYOUTS["nchw"]).float().cpu()  # a copy: the run's model stays as it is
     image_size = int(trained.dataset["image_size"])
     example = torch.zeros(2, 3, image_size, image_size)
 

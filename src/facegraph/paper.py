@@ -58,7 +58,8 @@ def image_size(config: RunConfig, dataset_image_size: int) -> int:
 
 def run_dataset(config: RunConfig, dataset: PreparedDataset) -> PreparedDataset:
     """The splits a run trains, validates and tests on: the prepared ones, or cross-validation fold `data.fold` of
-    `data.folds` (dealt by `data.fold_seed`); without a `data.val_split` split, that split is carved from train (`data.val_from_train`)."""
+    `data.folds` (dealt by `data.fold_seed`); without a `data.val_split` split, that split is carved from train
+    (`data.val_from_train`)."""
     if config.data.folds:
         dataset = dataset.cross_validation_fold(config.data.folds, config.data.fold, config.data.fold_seed)
     if config.data.val_split not in dataset.splits and config.data.val_from_train > 0:

@@ -243,14 +243,18 @@ def _run_section(run: RunRecords, figures: _FigureWriter, slug: str, report: Rep
 
 
 def _table2_section(runs: Sequence[RunRecords]) -> Section:
-    """Table II over the evaluated runs; runs that differ only in their seed share a row (mean ± std)."""
+    """Table II over the evaluated runs; runs that differ only in their seed (and, cross-validated, their fold) share
+    a row (mean ± std)."""
     models: dict[str, ModelRuns] = {}
     for run in runs:
         if run.evaluation is None or "model" not in run.config:
             continue
-        without_seed = {**run.config, "train": {**run.config.get("train", {}), "seed": None}}
-        key = json.dumps(without_seed, sort_keys=True)
-        models.setdefault(key, ModelRuns(run.name, config_from_dict(run.config))).evaluations.append(run.evaluation)
+        config = config_from_dict(run.config)
+        # Compared as parsed, so a config.json written before a key existed matches one that holds its default.
+        resolved = config.to_dict()
+        key = json.dumps({**resolved, "train": {**resolved["train"], "seed": None},
+                          "data": {**resolved["data"], "fold": None}}, sort_keys=True)
+        models.setdefault(key, ModelRuns(run.name, config)).evaluations.append(run.evaluation)
         models[key].run_dirs.append(run.path)
     if not models:
         return Section("Table II: the runs side by side", anchor="table2",

@@ -19,8 +19,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                             "Write the run's model with its config, preprocessing (dataset.json: image size, crop, "
                             "mean, std) and identity names into a new folder. state-dict: weights only (no optimizer "
                             "state; torch.load(..., weights_only=True)), a folder facegraph.load and `facegraph "
-                            "predict` accept as a run. torchscript and onnx: the network traced in dense mode, gates "
-                            "applied by masking (every block runs; same logits and gates as skipping). "
+                            "predict` accept as a run. torchscript and onnx: the fused inference graph (BatchNorm "
+                            "folded, NCHW) traced in dense mode, gates applied by masking (every block runs; same "
+                            "logits and gates as skipping). "
                             "export.json describes what was written.", EXAMPLES)
     parser.add_argument("run_dir", metavar="RUN", help="run directory written by `facegraph train`")
     parser.add_argument("--out", required=True, metavar="DIR", help="new (or empty) folder to write the export into")
