@@ -320,3 +320,22 @@ def test_runs_with_the_same_directory_name_get_their_own_figures(tmp_path):
     assert "aig-run-heatmap-gender.png" in names and "aig-run-2-heatmap-gender.png" in names
     assert len(names) == len(set(names))
     assert set(report.active_gates) == {"aig-run", "aig-run-2"}
+
+
+def test_seeds_and_folds_of_one_model_share_a_table_row(tmp_path):
+    """Runs that differ only in their seed and cross-validation fold are one Table II row, also when one config.json
+    was written before a key existed (here data.fold_seed, read as its default) and the other holds it."""
+    runs = [make_gated_run(tmp_path, name=f"aig-seed{seed}", num_identities=4, images_each=6) for seed in (0, 1)]
+    for seed, run in enumerate(runs):
+        config = json.loads((run / "config.json").read_text())
+        config.update({"name": "aig", "train": {"seed": seed},
+                       "data": {"folds": 2, "fold": seed, **({"fold_seed": 0} if seed else {})}})
+        (run / "config.json").write_text(json.dumps(config))
+    page = write_report(runs, tmp_path / "report").index.read_text()
+    assert "runs per row: aig-seed0, aig-seed1)" in page
+    other = make_gated_run(tmp_path / "other", name="aig-seed2", num_identities=4, images_each=6)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "name": "aig",
+                                                   "data": {"folds": 2, "fold": 0, "fold_seed": 1}}))
+    page = write_report([*runs, other], tmp_path / "report-2").index.read_text()
+    assert "runs per row: aig-seed0, aig-seed1; aig-seed2)" in page  # another partition is another row
