@@ -204,6 +204,12 @@ def test_open_set_gallery_rejects_a_stranger_and_caches(tiny_run, tmp_path, caps
     assert main(command) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["gallery"]["from_cache"] is True and document["gallery"]["cache"] == str(first_cache)
+    # Another layout rounds otherwise: its embeddings are cached apart, and the default's cache stays.
+    assert main([*command, "--layout", "nchw"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["gallery"]["from_cache"] is False and document["gallery"]["cache"] == \
+        str(first_cache.with_name(f"{first_cache.stem}-nchw.npz"))
+    assert document["predictions"][0]["gallery"]["answer"] == people[0] and first_cache.is_file()
 
     # A changed gallery file (new content, new mtime) is a new gallery: embedded again under another fingerprint.
     changed = gallery / people[0] / "second.jpg"

@@ -29,6 +29,7 @@ from facegraph.data.prepared import PREPARE_FILE, PreparedDataset, load_prepared
 from facegraph.engine.predict import estimate_attributes, label_references
 from facegraph.engine.trained import TrainedRun, inference_precision
 from facegraph.errors import ConfigError, DataError, FacegraphError
+from facegraph.models import DEFAULT_LAYOUT
 from facegraph.recognition.gallery import Gallery, SearchResult, calibrate_threshold, gallery_fingerprint
 from facegraph.recognition.pairs import Pair, read_lfw_pairs, sample_pairs, split_available
 from facegraph.recognition.protocol import (TarAtFar, VerificationResult, pair_similarities, tar_at_far,
@@ -481,12 +482,14 @@ def gallery_images(trained: TrainedRun, source: str | Path) -> GalleryImages:
 
 
 def gallery_cache_key(trained: TrainedRun, images: GalleryImages) -> str:
-    """The fingerprint of the gallery files (path, size, mtime) and of the run's checkpoint file."""
+    """The fingerprint of the gallery files (path, size, mtime) and of the run's checkpoint file, and the fused
+    graph's layout unless it is the default (other layouts round otherwise; default-layout caches keep their key)."""
     files = []
     for path in [*images.paths, trained.run.checkpoint_path(trained.checkpoint)]:
         stat = path.stat()
         files.append((path.resolve(), stat.st_size, stat.st_mtime))
-    return gallery_fingerprint(files)
+    key = gallery_fingerprint(files)
+    return key if trained.layout == DEFAULT_LAYOUT else f"{key}-{trained.layout}"
 
 
 @dataclass
