@@ -87,8 +87,8 @@ def add_layout_option(parser: argparse.ArgumentParser, batch: str) -> None:
 
 
 def with_layout(args: argparse.Namespace, trained: TrainedRun, images: int) -> TrainedRun:
-    """`trained` with its fused graph laid out as --layout; auto is timed at the batch the command will run: --batch-size,
-    or all `images` when fewer (the library logs what it measured)."""
+    """`trained` with its fused graph laid out as --layout; auto is timed at the batch the command will run:
+    --batch-size, or all `images` when fewer (the library logs what it measured)."""
     from facegraph.engine.layout import use_layout
 
     return use_layout(trained, args.layout, batch_size=max(1, min(args.batch_size, images)))[0]

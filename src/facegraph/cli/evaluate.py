@@ -23,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", help="the prepared dataset, where it is no longer at the path the run recorded")
     parser.add_argument("--no-timing", action="store_true", help="skip the dense-vs-skipping timing")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    add_layout_option(parser, "the run's train.eval_batch_size")
+    add_layout_option(parser, "the batch evaluation runs (train.eval_batch_size, or the whole split when smaller)")
     parser.set_defaults(run=run)
 
 

@@ -56,7 +56,8 @@ def time_layouts(model: GatedResNet, image_size: int, batch_size: int, *, precis
     `repeats` passes alternating between the layouts (so a busy moment slows both alike), and keep the medians.
     The passes run dense: every block, so the work timed does not depend on what the gates make of noise."""
     if batch_size < 1 or repeats < 1:
-        raise FacegraphError(f"timing the layouts needs batch_size >= 1 and repeats >= 1, got {batch_size} and {repeats}")
+        raise FacegraphError(f"timing the layouts needs batch_size >= 1 and repeats >= 1, got {batch_size} and "
+                             f"{repeats}")
     device = next(model.parameters()).device
     images = torch.randn(batch_size, 3, image_size, image_size, generator=torch.Generator().manual_seed(0)).to(device)
     fused = {name: model.fuse_for_inference(memory_format) for name, memory_format in LAYOUTS.items()}
