@@ -21,15 +21,17 @@ import numpy as np
 
 from facegraph.analysis.statistics import paired_difference
 from facegraph.data import load_prepared
-from facegraph.data.images import load_image_for_inference
+from facegraph.data.images import load_faces_for_inference
 from facegraph.recognition import (pair_similarities, read_lfw_pairs, split_available, tar_at_far,
                                    verification_protocol)
 from facegraph.recognition.baselines import fit_pca, raw_pixel_embeddings
 from facegraph.rundir import read_json
 
 
-def load_images(paths: list[Path], preprocessing: dict) -> np.ndarray:
-    return np.stack([load_image_for_inference(path, preprocessing).numpy() for path in paths])
+def load_images(paths: list[Path], preprocessing: dict, crops: list[float]) -> list[np.ndarray]:
+    """The photos at each centre crop, (N, 3, H, W) per crop (each photo read once)."""
+    faces = [load_faces_for_inference(path, preprocessing, crops) for path in paths]
+    return [np.stack([at_crops[c].numpy() for at_crops in faces]) for c in range(len(crops))]
 
 
 def main() -> None:
@@ -50,12 +52,12 @@ def main() -> None:
     distinct = sorted({p for pair in pairs for p in (pair.first, pair.second)})
     row_of = {path: row for row, path in enumerate(distinct)}
     train = load_prepared(args.train_data)
-    images_at = [load_images([args.images / p for p in distinct], {**train.preprocessing(),
-                 "image_size": args.image_size, "center_crop": crop}) for crop in args.center_crop]
+    images_at = load_images([args.images / p for p in distinct], {**train.preprocessing(),
+                            "image_size": args.image_size}, args.center_crop)
     indices = train.split_indices("train")
     chosen = np.random.default_rng(0).permutation(indices)[: args.max_train]
-    train_images = load_images([Path(train.root) / train.samples[i].path for i in chosen],
-                               {**train.preprocessing(), "image_size": args.image_size, "center_crop": 1.0})
+    train_images, = load_images([Path(train.root) / train.samples[i].path for i in chosen],
+                                {**train.preprocessing(), "image_size": args.image_size}, [1.0])
     first = np.array([row_of[p.first] for p in pairs])
     second = np.array([row_of[p.second] for p in pairs])
     same = np.array([p.same for p in pairs])

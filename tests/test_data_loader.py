@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from facegraph.data import Batch, Selection, load_image_for_inference, load_prepared, make_loader, prepare_folder
-from facegraph.data.images import normalize
+from facegraph.data.images import FaceCrop, cut_face, load_faces_for_inference, normalize, open_image
 from facegraph.data.loader import augment_batch, image_cache
 from facegraph.errors import DataError
 
@@ -136,6 +136,23 @@ def test_inference_photo_matches_the_prepared_image(data_small_lfw: Path, data_l
         load_image_for_inference(data_lfw_dir / sample.source, dataset)  # the one shape only
     with pytest.raises(DataError, match="lack center_crop"):
         load_image_for_inference(data_lfw_dir / sample.source, {"image_size": 32, "mean": [0.5] * 3, "std": [0.5] * 3})
+
+
+def test_faces_at_several_crops_share_decodings_and_equal_each_crop_alone(data_lfw_dir: Path) -> None:
+    photo = sorted(data_lfw_dir.glob("*/*.jpg"))[0]  # a 250 px deep-funneled JPEG
+    crops = (0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
+    alone = [cut_face(open_image(photo, "p"), FaceCrop(center_fraction=c), 32, "p", upright=True) for c in crops]
+    decoded: dict = {}
+    shared = [cut_face(open_image(photo, "p"), FaceCrop(center_fraction=c), 32, "p", upright=True, decoded=decoded)
+              for c in crops]
+    # The tight crops need libjpeg's 1/2 scale to keep 32 face pixels, the wide ones its 1/4: two decodings for six.
+    assert len(decoded) == 2
+    assert all(np.array_equal(a, b) for a, b in zip(alone, shared))
+    preprocessing = {"image_size": 32, "center_crop": 1.0, "mean": [0.5] * 3, "std": [0.25] * 3}
+    tensors = load_faces_for_inference(photo, preprocessing, crops)
+    assert all(torch.equal(t, load_image_for_inference(photo, {**preprocessing, "center_crop": c}))
+               for t, c in zip(tensors, crops))
+    assert not torch.equal(tensors[0], tensors[-1])
 
 
 def test_inference_on_an_unreadable_file_names_it(tmp_path: Path, data_synthetic_prepared: Path) -> None:

@@ -53,7 +53,7 @@ def test_time_layouts_takes_the_layout_that_ran_faster(monkeypatch, slow_layout,
     # One warm-up pass each, then three timed passes each, alternating; only the timed ones count.
     assert clock.passes == ["channels_last", "nchw"] * 4
     assert timing.seconds == {slow_layout: 2.0, fast_layout: 1.0} and timing.fastest == fast_layout
-    assert timing.batch_size == 2 and timing.repeats == 3
+    assert timing.batch_size == 2 and timing.repeats == 3 and _layout_of(timing.fastest_graph) == fast_layout
     assert timing.describe() == (f"{fast_layout} (channels_last {1000 * timing.seconds['channels_last']:.2f} ms, nchw "
                                  f"{1000 * timing.seconds['nchw']:.2f} ms per batch of 2, medians of 3)")
     with pytest.raises(FacegraphError, match="batch_size >= 1 and repeats >= 1"):
@@ -131,3 +131,19 @@ def test_use_layout_keeps_the_run_and_the_cli_offers_every_layout(tiny_run):
     nchw, timing = use_layout(trained, "nchw", batch_size=4)
     assert timing is None and nchw.layout == "nchw" and nchw.model is trained.model and trained.layout == "channels_last"
     assert _layout_of(nchw.inference_model) == "nchw" and _layout_of(trained.inference_model) == "channels_last"
+
+
+def test_auto_runs_the_graph_it_timed_without_fusing_again(tiny_run, monkeypatch):
+    trained = load_trained(tiny_run)
+    fused = []
+    original = GatedResNet.fuse_for_inference
+
+    def fuse(model, memory_format=None):
+        fused.append(memory_format)
+        return original(model, memory_format)
+    monkeypatch.setattr(GatedResNet, "fuse_for_inference", fuse)
+    chosen, timing = use_layout(trained, "auto", batch_size=2, repeats=1)
+    assert chosen.layout == timing.fastest and chosen.inference_model is timing.fastest_graph
+    assert len(fused) == 2  # once per layout timed, not a third time for the winner
+    with pytest.raises(FacegraphError, match="unknown layout 'nhwc'"):
+        trained.with_layout("nhwc")

@@ -84,10 +84,13 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def cut_face(image: Image.Image, crop: FaceCrop, size: int, name: str, *, upright: bool = False) -> np.ndarray:
+def cut_face(image: Image.Image, crop: FaceCrop, size: int, name: str, *, upright: bool = False,
+             decoded: dict[tuple, Image.Image] | None = None) -> np.ndarray:
     """Decode ``image`` and return its face as a ``size`` x ``size`` x 3 uint8 array.
 
     ``upright`` applies the EXIF orientation first (phone photos); face boxes of datasets refer to raw pixels.
+    ``decoded`` (empty at first) keeps each decoding of one photo for the next cut of the same photo, opened anew:
+    cuts that decode at the same JPEG scale then share one decoding and give what each would alone.
     """
     width, height = image.size
     orientation = image.getexif().get(ExifTags.Base.Orientation, 1) if upright else 1
@@ -100,17 +103,23 @@ def cut_face(image: Image.Image, crop: FaceCrop, size: int, name: str, *, uprigh
             if drafted is not None:
                 ratio = drafted[1][2] / width
                 region = tuple(value * ratio for value in region)
-    try:
-        image.load()
-        if orientation != 1:
-            image = ImageOps.exif_transpose(image)
-            region = face_region(crop, image.width, image.height, name)
-    except UnusableImage:
-        raise
-    except (OSError, SyntaxError, ValueError) as error:
-        reason = "truncated_image" if "truncated" in str(error) else "unreadable_image"
-        raise UnusableImage(reason, f"{name}: cannot be decoded ({error})") from None
-    face = _to_rgb(image).resize((size, size), RESAMPLING, box=region)
+    scale = (image.size, orientation)  # after the draft: what decoding yields
+    if decoded is not None and scale in decoded:
+        image = decoded[scale]
+    else:
+        try:
+            image.load()
+            if orientation != 1:
+                image = ImageOps.exif_transpose(image)
+        except (OSError, SyntaxError, ValueError) as error:
+            reason = "truncated_image" if "truncated" in str(error) else "unreadable_image"
+            raise UnusableImage(reason, f"{name}: cannot be decoded ({error})") from None
+        image = _to_rgb(image)
+        if decoded is not None:
+            decoded[scale] = image
+    if orientation != 1:
+        region = face_region(crop, image.width, image.height, name)
+    face = image.resize((size, size), RESAMPLING, box=region)
     return np.array(face, dtype=np.uint8)  # a writable copy
 
 
@@ -172,10 +181,27 @@ def load_image_for_inference(path: str | Path, preprocessing: Mapping[str, Any])
     ``preprocessing``: ``{image_size, center_crop, mean, std}`` (see ``inference_params``).
     """
     params = inference_params(preprocessing)
+    return load_faces_for_inference(path, preprocessing, [params.center_crop])[0]
+
+
+def load_faces_for_inference(path: str | Path, preprocessing: Mapping[str, Any],
+                             center_crops: Sequence[float]) -> list[torch.Tensor]:
+    """``load_image_for_inference`` at each of ``center_crops`` (replacing ``preprocessing``'s crop), the file read
+    once and decoded once per JPEG scale the crops need: float32 (3, H, W) per crop, each equal to its crop alone."""
+    params = inference_params(preprocessing)
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such image file")
-    face = cut_face(open_image(path, str(path)), FaceCrop(center_fraction=params.center_crop), params.image_size, str(path), upright=True)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise UnusableImage("unreadable_image", f"{path}: cannot be read ({error.strerror or error})") from None
     import torch
 
-    return normalize(torch.from_numpy(np.array(face)).permute(2, 0, 1), params.mean, params.std).contiguous()
+    decoded: dict[tuple, Image.Image] = {}
+    faces = []
+    for center_crop in center_crops:
+        face = cut_face(open_image(data, str(path)), FaceCrop(center_fraction=center_crop), params.image_size,
+                        str(path), upright=True, decoded=decoded)
+        faces.append(normalize(torch.from_numpy(face).permute(2, 0, 1), params.mean, params.std).contiguous())
+    return faces

@@ -9,11 +9,10 @@ the last bits of their logits (the tests check that gate decisions do not change
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -30,11 +29,13 @@ LAYOUT_CHOICES = (*LAYOUTS, AUTO)  # what --layout accepts
 
 @dataclass(frozen=True)
 class LayoutTiming:
-    """What `time_layouts` measured: median seconds of one dense forward of `batch_size` images, per layout."""
+    """What `time_layouts` measured: median seconds of one dense forward of `batch_size` images, per layout, and the
+    fused graph that ran fastest (so that it need not be fused again)."""
 
     seconds: dict[str, float]
     batch_size: int
     repeats: int
+    fastest_graph: GatedResNet | None = field(default=None, repr=False, compare=False)
 
     @property
     def fastest(self) -> str:
@@ -70,7 +71,8 @@ def time_layouts(model: GatedResNet, image_size: int, batch_size: int, *, precis
             _synchronize(device)
             if repeat:  # the first pass of each is the warm-up
                 times[name].append(clock() - start)
-    return LayoutTiming({name: statistics.median(values) for name, values in times.items()}, batch_size, repeats)
+    seconds = {name: statistics.median(values) for name, values in times.items()}
+    return LayoutTiming(seconds, batch_size, repeats, fused[min(seconds, key=seconds.__getitem__)])
 
 
 def use_layout(trained: TrainedRun, layout: str, *, batch_size: int,
@@ -79,11 +81,10 @@ def use_layout(trained: TrainedRun, layout: str, *, batch_size: int,
     chose it (at the `batch_size` the caller will run, in the run's inference precision; None otherwise)."""
     if layout not in LAYOUT_CHOICES:
         raise FacegraphError(f"unknown layout {layout!r}; layouts are {', '.join(LAYOUT_CHOICES)}")
-    timing = None
-    if layout == AUTO:
-        device = next(trained.model.parameters()).device
-        timing = time_layouts(trained.model, int(trained.dataset["image_size"]), batch_size,
-                              precision=inference_precision(trained.config, device), repeats=repeats)
-        layout = timing.fastest
-        logger.info("%s: layout %s", trained.path, timing.describe())
-    return (trained if layout == trained.layout else dataclasses.replace(trained, layout=layout)), timing
+    if layout != AUTO:
+        return trained.with_layout(layout), None
+    device = next(trained.model.parameters()).device
+    timing = time_layouts(trained.model, int(trained.dataset["image_size"]), batch_size,
+                          precision=inference_precision(trained.config, device), repeats=repeats)
+    logger.info("%s: layout %s", trained.path, timing.describe())
+    return trained.with_layout(timing.fastest, timing.fastest_graph), timing

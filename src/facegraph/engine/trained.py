@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import platform
@@ -49,6 +50,16 @@ class TrainedRun:
         predict and embed run. Outputs equal `model`'s (allclose, the same gate decisions); costs are counted on
         `model`."""
         return self.model.fuse_for_inference(LAYOUTS[self.layout])
+
+    def with_layout(self, layout: str, inference_model: GatedResNet | None = None) -> "TrainedRun":
+        """This run with its fused graph laid out as `layout` (a key of models.LAYOUTS). `inference_model`, when
+        given, is that graph already fused (engine.layout keeps the one it timed fastest), so it is not fused again."""
+        if layout not in LAYOUTS:
+            raise FacegraphError(f"unknown layout {layout!r}; layouts are {', '.join(LAYOUTS)}")
+        chosen = self if layout == self.layout else dataclasses.replace(self, layout=layout)
+        if inference_model is not None:
+            chosen.__dict__.setdefault("inference_model", inference_model)  # where cached_property keeps its value
+        return chosen
 
 
 def load_trained(run_dir: str | Path, checkpoint: str = BEST, *, warn_unfinished: bool = True) -> TrainedRun:

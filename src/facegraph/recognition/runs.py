@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from facegraph.data.images import load_image_for_inference
+from facegraph.data.images import load_faces_for_inference
 from facegraph.data.prepared import PREPARE_FILE, PreparedDataset, load_prepared
 from facegraph.engine.predict import estimate_attributes, label_references
 from facegraph.engine.trained import TrainedRun, inference_precision
@@ -144,13 +144,23 @@ def resolve_images(trained: TrainedRun, sources: Sequence[str | Path], split: st
     return [Path(s) for s in sources], run_preprocessing(trained, prepared=False)
 
 
-@torch.no_grad()
 def embed_images(trained: TrainedRun, images: Sequence[str | Path], *, preprocessing: dict[str, Any] | None = None,
                  batch_size: int = 32, flip: bool = False, names: Sequence[str] | None = None) -> EmbeddedImages:
     """Embed every readable image, `batch_size` at a time; unreadable ones are listed in `failures` (and logged).
 
     `names` (default: the paths as strings) label the rows; `preprocessing` defaults to the run's for photos.
     """
+    preprocessing = preprocessing or run_preprocessing(trained, prepared=False)
+    return embed_images_at_crops(trained, images, [float(preprocessing["center_crop"])], preprocessing=preprocessing,
+                                 batch_size=batch_size, flip=flip, names=names)[0]
+
+
+@torch.no_grad()
+def embed_images_at_crops(trained: TrainedRun, images: Sequence[str | Path], center_crops: Sequence[float], *,
+                          preprocessing: dict[str, Any] | None = None, batch_size: int = 32, flip: bool = False,
+                          names: Sequence[str] | None = None) -> list[EmbeddedImages]:
+    """`embed_images` at each centre crop, in `center_crops` order: each photo is read once and decoded once per
+    JPEG scale the crops need, and an unreadable one is a failure at every crop."""
     if batch_size < 1:
         raise FacegraphError(f"batch size must be >= 1, got {batch_size}")
     names = [str(p) for p in images] if names is None else list(names)
@@ -160,47 +170,66 @@ def embed_images(trained: TrainedRun, images: Sequence[str | Path], *, preproces
     model = trained.inference_model
     device = next(model.parameters()).device
     precision = inference_precision(trained.config, device)
-    table = trained.cost_table
-    kept, embeddings, gates, flipped, flipped_gates, failures = [], [], [], [], [], []
+    kept, failures = [], []
+    outputs = [_CropOutputs() for _ in center_crops]
     started = time.monotonic()
     for start in range(0, len(images), batch_size):
-        tensors = []
+        faces_at_crops = []
         for name, path in zip(names[start:start + batch_size], images[start:start + batch_size]):
             try:
-                tensors.append(load_image_for_inference(path, preprocessing))
+                faces_at_crops.append(load_faces_for_inference(path, preprocessing, center_crops))
                 kept.append(name)
             except DataError as error:
                 failures.append((name, str(error)))
                 logger.debug("skipped: %s", error)
-        if not tensors:
+        if not faces_at_crops:
             continue
-        batch = torch.stack(tensors).to(device)
-        out = model.embed(batch, skip=True, precision=precision)
-        embeddings.append(out.embeddings.cpu())
-        gates.append(out.gate_values.cpu())
-        if flip:
-            mirrored = model.embed(batch.flip(-1), skip=True, precision=precision)
-            flipped.append(torch.nn.functional.normalize(out.embeddings + mirrored.embeddings, dim=1).cpu())
-            flipped_gates.append(mirrored.gate_values.cpu())
+        for crop_index, crop_outputs in enumerate(outputs):
+            batch = torch.stack([faces[crop_index] for faces in faces_at_crops]).to(device)
+            out = model.embed(batch, skip=True, precision=precision)
+            crop_outputs.embeddings.append(out.embeddings.cpu())
+            crop_outputs.gates.append(out.gate_values.cpu())
+            if flip:
+                mirrored = model.embed(batch.flip(-1), skip=True, precision=precision)
+                crop_outputs.flipped.append(
+                    torch.nn.functional.normalize(out.embeddings + mirrored.embeddings, dim=1).cpu())
+                crop_outputs.flipped_gates.append(mirrored.gate_values.cpu())
         logger.debug("embedded %d of %d images", min(start + batch_size, len(images)), len(images))
-    logger.debug("embedded %d images in %.1f s", len(kept), time.monotonic() - started)
-    num_gates = model.num_gates
-    dim = embeddings[0].shape[1] if embeddings else 0
-    gate_matrix = torch.cat(gates) if gates else torch.zeros(0, num_gates)
-    gmacs = (table.per_image_macs(gate_matrix) / 1e9).numpy() if len(gate_matrix) else np.zeros(0)
-    result = EmbeddedImages(
-        names=kept,
-        embeddings=torch.cat(embeddings).numpy().astype(np.float32) if embeddings else np.zeros((0, dim), np.float32),
-        gates=gate_matrix.numpy().astype(np.float32),
-        gmacs=np.asarray(gmacs, dtype=np.float64),
-        dense_gmacs=table.dense_macs() / 1e9,
-        failures=failures,
-    )
-    if flip:
-        result.flip_embeddings = torch.cat(flipped).numpy().astype(np.float32) if flipped else np.zeros((0, dim), np.float32)
-        mirror_gates = torch.cat(flipped_gates) if flipped_gates else torch.zeros(0, num_gates)
-        result.flip_gmacs = result.gmacs + ((table.per_image_macs(mirror_gates) / 1e9).numpy() if len(mirror_gates) else 0.0)
-    return result
+    logger.debug("embedded %d images at %d crops in %.1f s", len(kept), len(center_crops), time.monotonic() - started)
+    return [crop_outputs.embedded(kept, failures, model.num_gates, trained, flip) for crop_outputs in outputs]
+
+
+@dataclass
+class _CropOutputs:
+    """What `embed_images_at_crops` collects for one crop, batch by batch."""
+
+    embeddings: list[torch.Tensor] = field(default_factory=list)
+    gates: list[torch.Tensor] = field(default_factory=list)
+    flipped: list[torch.Tensor] = field(default_factory=list)
+    flipped_gates: list[torch.Tensor] = field(default_factory=list)
+
+    def embedded(self, kept: list[str], failures: list[tuple[str, str]], num_gates: int, trained: TrainedRun,
+                 flip: bool) -> EmbeddedImages:
+        table = trained.cost_table
+        dim = self.embeddings[0].shape[1] if self.embeddings else 0
+        gate_matrix = torch.cat(self.gates) if self.gates else torch.zeros(0, num_gates)
+        gmacs = (table.per_image_macs(gate_matrix) / 1e9).numpy() if len(gate_matrix) else np.zeros(0)
+        result = EmbeddedImages(
+            names=list(kept),
+            embeddings=(torch.cat(self.embeddings).numpy().astype(np.float32) if self.embeddings
+                        else np.zeros((0, dim), np.float32)),
+            gates=gate_matrix.numpy().astype(np.float32),
+            gmacs=np.asarray(gmacs, dtype=np.float64),
+            dense_gmacs=table.dense_macs() / 1e9,
+            failures=list(failures),
+        )
+        if flip:
+            result.flip_embeddings = (torch.cat(self.flipped).numpy().astype(np.float32) if self.flipped
+                                      else np.zeros((0, dim), np.float32))
+            mirror_gates = torch.cat(self.flipped_gates) if self.flipped_gates else torch.zeros(0, num_gates)
+            result.flip_gmacs = result.gmacs + ((table.per_image_macs(mirror_gates) / 1e9).numpy()
+                                                if len(mirror_gates) else 0.0)
+        return result
 
 
 # ----------------------------------------------------------------------------------------------------- verification
@@ -331,10 +360,9 @@ def verify_pairs(trained: TrainedRun, pair_set: PairSet, *, out_name: str | None
     crops = pair_set.crops()
     logger.info("verify: embedding %d distinct images of %d pairs at centre crop %s", len(distinct), len(kept),
                 ", ".join(f"{c:g}" for c in crops))
-    # The same files are read at every crop, so names and failures agree across crops.
-    embedded_at = [embed_images(trained, [pair_set.images_root / p for p in distinct],
-                                preprocessing={**pair_set.preprocessing, "center_crop": crop}, batch_size=batch_size,
-                                flip=flip, names=distinct) for crop in crops]
+    embedded_at = embed_images_at_crops(trained, [pair_set.images_root / p for p in distinct], crops,
+                                        preprocessing=pair_set.preprocessing, batch_size=batch_size, flip=flip,
+                                        names=distinct)
     embedded = embedded_at[0]
     row_of = embedded.index()
     unreadable = {name for name, _ in embedded.failures}
