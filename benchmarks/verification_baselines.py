@@ -28,10 +28,14 @@ from facegraph.recognition.baselines import fit_pca, raw_pixel_embeddings
 from facegraph.rundir import read_json
 
 
-def load_images(paths: list[Path], preprocessing: dict, crops: list[float]) -> list[np.ndarray]:
-    """The photos at each centre crop, (N, 3, H, W) per crop (each photo read once)."""
-    faces = [load_faces_for_inference(path, preprocessing, crops) for path in paths]
-    return [np.stack([at_crops[c].numpy() for at_crops in faces]) for c in range(len(crops))]
+def load_images(paths: list[Path], preprocessing: dict, crops: list[float]) -> np.ndarray:
+    """The photos at each centre crop: (crops, N, 3, H, W), each photo read once."""
+    size = int(preprocessing["image_size"])
+    images = np.empty((len(crops), len(paths), 3, size, size), np.float32)
+    for row, path in enumerate(paths):
+        for crop, face in enumerate(load_faces_for_inference(path, preprocessing, crops)):
+            images[crop, row] = face.numpy()
+    return images
 
 
 def main() -> None:
@@ -56,8 +60,8 @@ def main() -> None:
                             "image_size": args.image_size}, args.center_crop)
     indices = train.split_indices("train")
     chosen = np.random.default_rng(0).permutation(indices)[: args.max_train]
-    train_images, = load_images([Path(train.root) / train.samples[i].path for i in chosen],
-                                {**train.preprocessing(), "image_size": args.image_size}, [1.0])
+    train_images = load_images([Path(train.root) / train.samples[i].path for i in chosen],
+                               {**train.preprocessing(), "image_size": args.image_size}, [1.0])[0]
     first = np.array([row_of[p.first] for p in pairs])
     second = np.array([row_of[p.second] for p in pairs])
     same = np.array([p.same for p in pairs])

@@ -14,7 +14,7 @@ from PIL import Image
 from facegraph.data import Batch, Selection, load_image_for_inference, load_prepared, make_loader, prepare_folder
 from facegraph.data.images import FaceCrop, cut_face, load_faces_for_inference, normalize, open_image
 from facegraph.data.loader import augment_batch, image_cache
-from facegraph.errors import DataError
+from facegraph.errors import ConfigError, DataError
 
 
 def _decoded(dataset, index: int) -> torch.Tensor:
@@ -138,21 +138,37 @@ def test_inference_photo_matches_the_prepared_image(data_small_lfw: Path, data_l
         load_image_for_inference(data_lfw_dir / sample.source, {"image_size": 32, "mean": [0.5] * 3, "std": [0.5] * 3})
 
 
-def test_faces_at_several_crops_share_decodings_and_equal_each_crop_alone(data_lfw_dir: Path) -> None:
-    photo = sorted(data_lfw_dir.glob("*/*.jpg"))[0]  # a 250 px deep-funneled JPEG
+def _photo(path: Path, orientation: int = 1) -> Path:
+    """A 250 x 200 JPEG of smooth colour ramps (so crops differ), with an EXIF orientation when not 1."""
+    ramp = np.linspace(0, 255, 250, dtype=np.float64)
+    pixels = np.stack([np.tile(ramp, (200, 1)), np.tile(ramp[:200, None], (1, 250)), np.full((200, 250), 90.0)], -1)
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    Image.fromarray(pixels.astype(np.uint8)).save(path, quality=92, exif=exif)
+    return path
+
+
+@pytest.mark.parametrize("orientation, decodings", [(1, 2), (6, 1)])
+def test_faces_at_several_crops_share_decodings_and_equal_each_crop_alone(tmp_path: Path, orientation: int,
+                                                                         decodings: int) -> None:
+    photo = _photo(tmp_path / "photo.jpg", orientation)
     crops = (0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
     alone = [cut_face(open_image(photo, "p"), FaceCrop(center_fraction=c), 32, "p", upright=True) for c in crops]
     decoded: dict = {}
     shared = [cut_face(open_image(photo, "p"), FaceCrop(center_fraction=c), 32, "p", upright=True, decoded=decoded)
               for c in crops]
-    # The tight crops need libjpeg's 1/2 scale to keep 32 face pixels, the wide ones its 1/4: two decodings for six.
-    assert len(decoded) == 2
+    # Upright, the tight crops need libjpeg's 1/2 scale to keep 32 face pixels and the wide ones its 1/4: two
+    # decodings for six crops. A rotated photo is decoded whole, once.
+    assert len(decoded) == decodings
     assert all(np.array_equal(a, b) for a, b in zip(alone, shared))
-    preprocessing = {"image_size": 32, "center_crop": 1.0, "mean": [0.5] * 3, "std": [0.25] * 3}
-    tensors = load_faces_for_inference(photo, preprocessing, crops)
-    assert all(torch.equal(t, load_image_for_inference(photo, {**preprocessing, "center_crop": c}))
-               for t, c in zip(tensors, crops))
-    assert not torch.equal(tensors[0], tensors[-1])
+    assert not np.array_equal(alone[0], alone[-1])
+    mean, std = [0.5] * 3, [0.25] * 3
+    tensors = load_faces_for_inference(photo, {"image_size": 32, "center_crop": 1.0, "mean": mean, "std": std}, crops)
+    expected = [normalize(torch.from_numpy(face).permute(2, 0, 1), mean, std) for face in alone]
+    assert all(torch.equal(tensor, face) for tensor, face in zip(tensors, expected))
+    with pytest.raises(ConfigError, match=r"centre crops must be fractions in \(0, 1\]"):
+        load_faces_for_inference(photo, {"image_size": 32, "center_crop": 1.0, "mean": mean, "std": std}, [0.5, 1.2])
 
 
 def test_inference_on_an_unreadable_file_names_it(tmp_path: Path, data_synthetic_prepared: Path) -> None:

@@ -147,3 +147,7 @@ def test_auto_runs_the_graph_it_timed_without_fusing_again(tiny_run, monkeypatch
     assert len(fused) == 2  # once per layout timed, not a third time for the winner
     with pytest.raises(FacegraphError, match="unknown layout 'nhwc'"):
         trained.with_layout("nhwc")
+    with pytest.raises(FacegraphError, match="not the model fused in that layout"):
+        trained.with_layout("nchw", trained.model)  # not fused
+    with pytest.raises(FacegraphError, match="not the model fused in that layout"):
+        trained.with_layout("nchw", trained.model.fuse_for_inference(torch.channels_last))

@@ -19,7 +19,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 if TYPE_CHECKING:
     import torch
 
-from facegraph.errors import DataError
+from facegraph.errors import ConfigError, DataError
 
 RESAMPLING = Image.Resampling.BICUBIC
 
@@ -84,13 +84,18 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+# A decoding of one photo, keyed by the size the decoder yields (a JPEG's draft scale) and the EXIF orientation.
+Decodings = dict[tuple[tuple[int, int], int], Image.Image]
+
+
 def cut_face(image: Image.Image, crop: FaceCrop, size: int, name: str, *, upright: bool = False,
-             decoded: dict[tuple, Image.Image] | None = None) -> np.ndarray:
+             decoded: Decodings | None = None) -> np.ndarray:
     """Decode ``image`` and return its face as a ``size`` x ``size`` x 3 uint8 array.
 
     ``upright`` applies the EXIF orientation first (phone photos); face boxes of datasets refer to raw pixels.
-    ``decoded`` (empty at first) keeps each decoding of one photo for the next cut of the same photo, opened anew:
-    cuts that decode at the same JPEG scale then share one decoding and give what each would alone.
+    ``decoded``: one photo's decodings so far (an empty dict at its first cut), for several cuts of that photo, each
+    opened anew: a cut that decodes at a scale an earlier cut did reuses that decoding and gives what it would alone.
+    Never share the dict between photos: the key does not name the photo.
     """
     width, height = image.size
     orientation = image.getexif().get(ExifTags.Base.Orientation, 1) if upright else 1
@@ -103,9 +108,9 @@ def cut_face(image: Image.Image, crop: FaceCrop, size: int, name: str, *, uprigh
             if drafted is not None:
                 ratio = drafted[1][2] / width
                 region = tuple(value * ratio for value in region)
-    scale = (image.size, orientation)  # after the draft: what decoding yields
-    if decoded is not None and scale in decoded:
-        image = decoded[scale]
+    decoding_key = (image.size, orientation)  # after the draft: the size decoding yields
+    if decoded is not None and decoding_key in decoded:
+        image = decoded[decoding_key]
     else:
         try:
             image.load()
@@ -116,7 +121,7 @@ def cut_face(image: Image.Image, crop: FaceCrop, size: int, name: str, *, uprigh
             raise UnusableImage(reason, f"{name}: cannot be decoded ({error})") from None
         image = _to_rgb(image)
         if decoded is not None:
-            decoded[scale] = image
+            decoded[decoding_key] = image
     if orientation != 1:
         region = face_region(crop, image.width, image.height, name)
     face = image.resize((size, size), RESAMPLING, box=region)
@@ -186,22 +191,30 @@ def load_image_for_inference(path: str | Path, preprocessing: Mapping[str, Any])
 
 def load_faces_for_inference(path: str | Path, preprocessing: Mapping[str, Any],
                              center_crops: Sequence[float]) -> list[torch.Tensor]:
-    """``load_image_for_inference`` at each of ``center_crops`` (replacing ``preprocessing``'s crop), the file read
-    once and decoded once per JPEG scale the crops need: float32 (3, H, W) per crop, each equal to its crop alone."""
+    """``load_image_for_inference`` at each of ``center_crops`` (replacing ``preprocessing``'s crop): float32
+    (3, H, W) per crop, each equal to its crop alone. With several crops the file is read once and decoded once per
+    JPEG scale the crops need."""
     params = inference_params(preprocessing)
+    if not center_crops or any(not 0 < crop <= 1 for crop in center_crops):
+        # ConfigError, not DataError: the request is wrong, not this image (a caller skipping bad images goes on).
+        raise ConfigError(f"centre crops must be fractions in (0, 1], at least one; got {list(center_crops)}")
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such image file")
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise UnusableImage("unreadable_image", f"{path}: cannot be read ({error.strerror or error})") from None
+    source: Path | bytes = path
+    if len(center_crops) > 1:
+        try:
+            source = path.read_bytes()
+        except FileNotFoundError:
+            raise UnusableImage("missing_file", f"{path}: file not found") from None
+        except OSError as error:
+            raise UnusableImage("unreadable_image", f"{path}: cannot be read ({error})") from None
     import torch
 
-    decoded: dict[tuple, Image.Image] = {}
+    decoded: Decodings = {}
     faces = []
     for center_crop in center_crops:
-        face = cut_face(open_image(data, str(path)), FaceCrop(center_fraction=center_crop), params.image_size,
+        face = cut_face(open_image(source, str(path)), FaceCrop(center_fraction=center_crop), params.image_size,
                         str(path), upright=True, decoded=decoded)
         faces.append(normalize(torch.from_numpy(face).permute(2, 0, 1), params.mean, params.std).contiguous())
     return faces

@@ -5,11 +5,13 @@ glibc's defaults a block above the (adaptive) mmap threshold is a fresh mmap, an
 is returned to the kernel: a network whose activations are megabytes then page-faults and zero-fills every output it
 writes, on every call. That cost does not scale with MACs, so it also eats the saving of skipped blocks, whose
 smaller gathered batches are allocated anew at each gate (benchmarks/skip.py measures both settings with
---allocator). Three settings remove it: blocks come from the heap, not from mmap, whatever their size (raising the
-mmap threshold to glibc's 32 MiB ceiling alone left the paper's model at batch 64 paging in every stem and stage-1
-output, 64 MiB each: a 1x1 convolution there took 32-37 ms against 16-17 ms from the heap), and the heap is never
-trimmed. glibc still falls back to mmap where the heap cannot grow. The price is that the process keeps its peak
-heap for its lifetime, which a command that runs one model does anyway.
+--allocator). Two settings remove it: malloc maps no block with mmap, whatever its size, so that every block comes
+from the heap, and the heap is never trimmed. (Raising the mmap threshold to glibc's 32 MiB ceiling instead, as this
+did first, left the paper's model at batch 64 paging in every stem and stage-1 output of 64 MiB: a 1x1 convolution
+there took 32-37 ms against 16-17 ms from the heap.) The price is that the process keeps its peak heap, large blocks
+included, for its lifetime, which a command that runs one model does anyway. Limits: this holds for the main
+thread's heap; a block that another thread's heap (at most 64 MiB) cannot hold is still mapped and unmapped as
+before, as is any block where the heap cannot grow. Forked processes (DataLoader workers) inherit the settings.
 """
 
 from __future__ import annotations
@@ -22,9 +24,7 @@ log = logging.getLogger(__name__)
 
 # mallopt parameters (glibc's malloc.h)
 M_TRIM_THRESHOLD = -1
-M_MMAP_THRESHOLD = -3
-M_MMAP_MAX = -4
-MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's ceiling on 64-bit systems (HEAP_MAX_SIZE / 2)
+M_MMAP_MAX = -4  # how many blocks malloc may map with mmap at once
 TRIM_THRESHOLD_BYTES = 2**31 - 1  # the largest value mallopt's int takes: the heap is never trimmed in practice
 
 
@@ -43,8 +43,8 @@ def keep_freed_memory() -> bool:
         log.debug("no glibc mallopt: CPU tensor memory keeps the C library's defaults")
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    took_mmap = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1 and mallopt(M_MMAP_MAX, 0) == 1
+    took_mmap = mallopt(M_MMAP_MAX, 0) == 1
     took_trim = mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
     if not (took_mmap and took_trim):
-        log.debug("mallopt took the mmap settings: %s, the trim threshold: %s", took_mmap, took_trim)
+        log.debug("mallopt took no mmap: %s, the trim threshold: %s", took_mmap, took_trim)
     return took_mmap and took_trim

@@ -9,6 +9,7 @@ the last bits of their logits (the tests check that gate decisions do not change
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import statistics
 import time
@@ -71,8 +72,8 @@ def time_layouts(model: GatedResNet, image_size: int, batch_size: int, *, precis
             _synchronize(device)
             if repeat:  # the first pass of each is the warm-up
                 times[name].append(clock() - start)
-    seconds = {name: statistics.median(values) for name, values in times.items()}
-    return LayoutTiming(seconds, batch_size, repeats, fused[min(seconds, key=seconds.__getitem__)])
+    timing = LayoutTiming({name: statistics.median(values) for name, values in times.items()}, batch_size, repeats)
+    return dataclasses.replace(timing, fastest_graph=fused[timing.fastest])
 
 
 def use_layout(trained: TrainedRun, layout: str, *, batch_size: int,

@@ -51,11 +51,16 @@ class TrainedRun:
         `model`."""
         return self.model.fuse_for_inference(LAYOUTS[self.layout])
 
-    def with_layout(self, layout: str, inference_model: GatedResNet | None = None) -> "TrainedRun":
+    def with_layout(self, layout: str, inference_model: GatedResNet | None = None) -> TrainedRun:
         """This run with its fused graph laid out as `layout` (a key of models.LAYOUTS). `inference_model`, when
-        given, is that graph already fused (engine.layout keeps the one it timed fastest), so it is not fused again."""
+        given, is that graph already fused from `model` (engine.layout keeps the one it timed fastest), so it is not
+        fused again."""
         if layout not in LAYOUTS:
             raise FacegraphError(f"unknown layout {layout!r}; layouts are {', '.join(LAYOUTS)}")
+        if inference_model is not None:
+            in_layout = inference_model.stem[0].weight.is_contiguous(memory_format=LAYOUTS[layout])
+            if not (inference_model.is_fused and in_layout):
+                raise FacegraphError(f"the graph given for layout {layout} is not the model fused in that layout")
         chosen = self if layout == self.layout else dataclasses.replace(self, layout=layout)
         if inference_model is not None:
             chosen.__dict__.setdefault("inference_model", inference_model)  # where cached_property keeps its value

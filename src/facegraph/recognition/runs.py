@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from facegraph.data.images import load_faces_for_inference
+from facegraph.data.images import inference_params, load_faces_for_inference
 from facegraph.data.prepared import PREPARE_FILE, PreparedDataset, load_prepared
 from facegraph.engine.predict import estimate_attributes, label_references
 from facegraph.engine.trained import TrainedRun, inference_precision
@@ -151,8 +151,8 @@ def embed_images(trained: TrainedRun, images: Sequence[str | Path], *, preproces
     `names` (default: the paths as strings) label the rows; `preprocessing` defaults to the run's for photos.
     """
     preprocessing = preprocessing or run_preprocessing(trained, prepared=False)
-    return embed_images_at_crops(trained, images, [float(preprocessing["center_crop"])], preprocessing=preprocessing,
-                                 batch_size=batch_size, flip=flip, names=names)[0]
+    return embed_images_at_crops(trained, images, [inference_params(preprocessing).center_crop],
+                                 preprocessing=preprocessing, batch_size=batch_size, flip=flip, names=names)[0]
 
 
 @torch.no_grad()
@@ -256,9 +256,9 @@ class PairSet:
 
 
 def check_center_crops(crops: Sequence[float]) -> tuple[float, ...]:
-    """Centre crops for verification photos, checked: distinct, each in [0.05, 1]."""
+    """Centre crops for photos, checked: at least one, distinct, each in [0.05, 1]."""
     checked = tuple(float(c) for c in crops)
-    if any(not 0.05 <= crop <= 1.0 for crop in checked) or len(set(checked)) != len(checked):
+    if not checked or any(not 0.05 <= crop <= 1.0 for crop in checked) or len(set(checked)) != len(checked):
         raise ConfigError(f"centre crops must be distinct and lie in [0.05, 1], got {list(checked)}")
     return checked
 
