@@ -57,12 +57,10 @@ class TrainedRun:
         fused again."""
         if layout not in LAYOUTS:
             raise FacegraphError(f"unknown layout {layout!r}; layouts are {', '.join(LAYOUTS)}")
-        if inference_model is not None:
-            in_layout = inference_model.stem[0].weight.is_contiguous(memory_format=LAYOUTS[layout])
-            if not (inference_model.is_fused and in_layout):
-                raise FacegraphError(f"the graph given for layout {layout} is not the model fused in that layout")
         chosen = self if layout == self.layout else dataclasses.replace(self, layout=layout)
         if inference_model is not None:
+            if not (inference_model.is_fused and inference_model.memory_format == LAYOUTS[layout]):
+                raise FacegraphError(f"the graph given for layout {layout} is not the model fused in that layout")
             chosen.__dict__.setdefault("inference_model", inference_model)  # where cached_property keeps its value
         return chosen
 

@@ -145,9 +145,16 @@ class GatedResNet(ResNet):
         features, gates = self.trunk(images, skip=skip, sample_gates=sample_gates)
         return GatedOutput(self.head(features), gates)  # (B, num_classes), (B, k)
 
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """The layout of the weights: channels_last once the model was moved there, else contiguous (NCHW)."""
+        if self.stem[0].weight.is_contiguous(memory_format=torch.channels_last):
+            return torch.channels_last
+        return torch.contiguous_format
+
     def _inference_layout(self, images: torch.Tensor) -> torch.Tensor:
         """The input in the model's memory format (a model moved to channels_last gets channels_last images)."""
-        if self.stem[0].weight.is_contiguous(memory_format=torch.channels_last):
+        if self.memory_format == torch.channels_last:
             return images.contiguous(memory_format=torch.channels_last)
         return images
 

@@ -196,7 +196,7 @@ def embed_images_at_crops(trained: TrainedRun, images: Sequence[str | Path], cen
                 crop_outputs.flipped_gates.append(mirrored.gate_values.cpu())
         logger.debug("embedded %d of %d images", min(start + batch_size, len(images)), len(images))
     logger.debug("embedded %d images at %d crops in %.1f s", len(kept), len(center_crops), time.monotonic() - started)
-    return [crop_outputs.embedded(kept, failures, model.num_gates, trained, flip) for crop_outputs in outputs]
+    return [crop_outputs.embedded(kept, failures, trained, flip) for crop_outputs in outputs]
 
 
 @dataclass
@@ -208,9 +208,9 @@ class _CropOutputs:
     flipped: list[torch.Tensor] = field(default_factory=list)
     flipped_gates: list[torch.Tensor] = field(default_factory=list)
 
-    def embedded(self, kept: list[str], failures: list[tuple[str, str]], num_gates: int, trained: TrainedRun,
+    def embedded(self, kept: list[str], failures: list[tuple[str, str]], trained: TrainedRun,
                  flip: bool) -> EmbeddedImages:
-        table = trained.cost_table
+        table, num_gates = trained.cost_table, trained.model.num_gates
         dim = self.embeddings[0].shape[1] if self.embeddings else 0
         gate_matrix = torch.cat(self.gates) if self.gates else torch.zeros(0, num_gates)
         gmacs = (table.per_image_macs(gate_matrix) / 1e9).numpy() if len(gate_matrix) else np.zeros(0)
