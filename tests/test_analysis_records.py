@@ -120,3 +120,65 @@ def test_readout_cell_shows_the_majority_baseline(tmp_path):
     row = table_cells(records.config, records.evaluation)
     share = f"{100 * 358 / 417:.2f}"
     assert row["Gate read-out: gender (%)"] == f"{share} (balanced 50.00, majority {share})"
+
+
+def _paired_run(root: Path, name: str, variant: str, fold: int, correct: dict[int, int]) -> Path:
+    """A run directory with what paired_rows reads: config (cross-validation fold), test.json, test-images.csv."""
+    run = root / name
+    (run / "eval").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"model": {"arch": "resnet50", "variant": variant},
+                                                 "data": {"folds": 3, "fold": fold}}))
+    lines = [f"{sample},images/{sample}.jpg,0,A,0,{right},1,0.9,0.2,0,\n" for sample, right in correct.items()]
+    (run / "eval" / "test-images.csv").write_text(
+        "sample,path,identity,name,predicted,correct,top5_correct,confidence,gmacs,active_gates,gates\n"
+        + "".join(lines))
+    return run
+
+
+def _paired_models(runs: dict[str, list[Path]]) -> list[ModelRuns]:
+    models = []
+    for variant, run_dirs in runs.items():
+        evaluations = []
+        for run_dir in run_dirs:
+            records = read_image_records(run_dir / "eval" / "test-images.csv", {})
+            evaluations.append({"top1": float(records.correct.mean()), "gmacs": {"mean": 1.0}})
+        config = config_from_dict(json.loads((run_dirs[0] / "config.json").read_text()))
+        models.append(ModelRuns(variant, config, evaluations, run_dirs))
+    return models
+
+
+def test_paired_rows_refuse_runs_tested_on_different_images(tmp_path):
+    from facegraph.analysis.table import paired_rows
+    resnet = _paired_run(tmp_path, "resnet", "resnet", 0, {1: 1, 2: 1, 3: 0})
+    aig = _paired_run(tmp_path, "aig", "aig", 0, {4: 1, 5: 1, 6: 0})
+    with pytest.raises(DataError, match="tested on different images .0 shared of 3 and 3."):
+        paired_rows(_paired_models({"resnet": [resnet], "aig": [aig]}))
+
+
+def test_pooled_folds_say_how_many_of_the_folds_they_hold(tmp_path):
+    from facegraph.analysis.table import paired_markdown, paired_rows
+
+    def pooled_line(folds: list[int]) -> str:
+        root = tmp_path / "-".join(map(str, folds))
+        runs = {"resnet": [], "aig": []}
+        for fold in folds:  # each fold tests its own two photos; the AIG model misses one the ResNet gets
+            samples = (2 * fold, 2 * fold + 1)
+            runs["resnet"].append(_paired_run(root, f"resnet{fold}", "resnet", fold, dict.fromkeys(samples, 1)))
+            runs["aig"].append(_paired_run(root, f"aig{fold}", "aig", fold, {samples[0]: 1, samples[1]: 0}))
+        (row,) = paired_rows(_paired_models(runs))
+        assert row.pooled.total == 2 * len(folds) and row.pooled.b01 == len(folds)
+        return next(line for line in paired_markdown([row]) if line.startswith("Cross-validation"))
+
+    assert pooled_line([0, 1, 2]).startswith("Cross-validation, every photo tested once: ConvNet-AIG [t=0.5] minus ResNet -50.00 points over 6 test images")
+    assert pooled_line([0, 2]).startswith("Cross-validation, 2 of 3 folds, each photo tested at most once:")
+
+
+def test_a_column_known_for_one_seed_of_several_has_no_spread():
+    config = config_from_dict({"model": {"arch": "resnet50", "variant": "resnet"}})
+    verified = {"verification": {"results": {"plain": {"accuracy_mean": 0.9}}}}
+    evaluations = [{"top1": 0.5, **verified}, {"top1": 0.7}, {"top1": 0.6}]
+    (row,) = table_rows([ModelRuns("run", config, evaluations)])
+    assert row["top1_std"] == pytest.approx(10.0) and row["verify_std"] is None
+    header, (cells,) = markdown_table([row])
+    assert dict(zip(header, cells))["Top-1 test (%)"] == "60.00 ± 10.00"
+    assert "90.00 (1 of 3 seeds)" in cells

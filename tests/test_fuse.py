@@ -63,6 +63,7 @@ def test_fusion_removes_every_batchnorm_and_leaves_the_source_model_alone():
     assert all(gate.bn is None and gate.fc1.bias is not None for gate in fused.gates.values())
     assert [type(m) for m in fused.stem] == [nn.Conv2d, nn.MaxPool2d, nn.ReLU]  # max-pool before the ReLU
     assert fused.stem[0].weight.is_contiguous(memory_format=FUSED_MEMORY_FORMAT)
+    assert not any(m.training for m in fused.modules())  # folded layers too (torch.jit.freeze needs this)
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) > 0 and not model.is_fused
     model.train()  # the source model still trains
     assert all(p.requires_grad for p in model.parameters())

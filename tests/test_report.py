@@ -140,7 +140,8 @@ def test_report_figures_tables_and_numbers(tmp_path):
     assert f"{100 * summary['top1']:.2f}" in page and "50.00" in page
     assert "as written by `facegraph table2`" not in page
     # The gate that copies gender makes it linearly decodable from the gate vector, folds by person.
-    probe = re.search(r"gender: top.*?Linear probe on the gate vector \((\d+) folds by person.*?\): ([\d.]+)%", page, re.S)
+    probe = re.search(r"gender: top.*?Linear probe on the gate vector \(fitted, (\d+) folds by person\): ([\d.]+)% "
+                      r"\(balanced [\d.]+%, majority label [\d.]+%\)", page, re.S)
     assert probe is not None and float(probe.group(2)) > 95.0
     # The gate that copies gender is the most informative block, numbered 1..k, with I = H(gender) = 1 bit here.
     gender = next(r for r in report.features if r.heatmap.feature == "gender")

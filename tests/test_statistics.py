@@ -93,6 +93,15 @@ def test_paired_difference_with_one_seed_has_no_interval_and_says_so():
     assert result.describe(scale=100) == "+10.00 (1 seed, no interval)"
 
 
+def test_paired_difference_identical_over_seeds_has_no_interval():
+    # Two seeds, each one image better on a 4-image test set: a zero-width t interval would call it supported.
+    result = paired_difference([0.75, 0.5], [0.5, 0.25])
+    assert result.n == 2 and result.mean == 0.25 and result.std == 0.0
+    assert not result.has_interval and not result.supported and result.direction == 0
+    assert result.verdict == "no interval: the 2 seeds gave the same difference"
+    assert result.describe(scale=100) == "+25.00 (2 seeds, no interval: every one the same)"
+
+
 def test_paired_difference_rejects_unpaired_input():
     with pytest.raises(ValueError):
         paired_difference([0.5, 0.6], [0.5])
@@ -162,7 +171,8 @@ def test_mean_std_is_the_sample_std_ignoring_missing_values():
     assert mean == pytest.approx(pystats.fmean([52.28, 45.56, 51.32]))
     assert std == pytest.approx(pystats.stdev([52.28, 45.56, 51.32]))
     assert mean_std([52.28, 45.56, 51.32], ddof=0)[1] == pytest.approx(pystats.pstdev([52.28, 45.56, 51.32]))
-    assert mean_std([None, 3.5]) == (3.5, 0.0)
+    assert mean_std([None, 3.5]) == (3.5, None)  # one value has no sample std ...
+    assert mean_std([3.5], ddof=0) == (3.5, 0.0)  # ... but a population of one has no spread
     assert mean_std([]) == (None, None) and mean_std([None, None]) == (None, None)
 
 

@@ -1,8 +1,9 @@
 """A cross-validated linear probe: how much of an attribute a linear read-out can find in the gate vector.
 
 Eq. 5 reads an attribute from the gates with a fixed rule (nearest label mask or per-label mean gate vector). The
-probe is an upper bound of what the gates hold linearly: a multinomial logistic regression (softmax, L2 penalty)
-fitted on standardised gate vectors, scored on held-out people. Folds are split by identity, so no person is in
+probe fits the rule instead, to show how much more a linear read-out finds: a multinomial logistic regression
+(softmax, L2 penalty) fitted on standardised gate vectors, scored on held-out people. It is an estimate, not a bound:
+on people it has not seen it can score below the majority label, which is reported beside it. Folds are split by identity, so no person is in
 both the training and the test part of a fold: the probe cannot score by recognising faces it has seen.
 """
 

@@ -159,8 +159,9 @@ def _heatmap_items(run: RunRecords, figures: _FigureWriter, slug: str, report: R
             caption += "."
         probe = linear_probe(images.gates.astype(float), codes, images.identity)
         if probe is not None:
-            caption += (f" Linear probe on the gate vector ({probe.folds} folds by person, an upper bound on what the "
-                        f"gates hold): {100 * probe.accuracy:.1f}% (balanced {100 * probe.balanced_accuracy:.1f}%).")
+            caption += (f" Linear probe on the gate vector (fitted, {probe.folds} folds by person): "
+                        f"{100 * probe.accuracy:.1f}% (balanced {100 * probe.balanced_accuracy:.1f}%, majority label "
+                        f"{100 * probe.majority_rate:.1f}%).")
         title = f"{run.label}: gates by {feature.replace('_', ' ')}"
         items.append(figures.save(plot_feature_heatmap(heatmap, title, masks), f"{slug}-heatmap-{_slug(feature)}",
                                   f"heatmap of gate open rates by {feature} for {run.name}", caption))

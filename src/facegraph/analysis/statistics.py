@@ -45,7 +45,9 @@ class PairedDifference:
 
     `std` is the sample standard deviation (ddof=1) of the per-seed differences; `low`/`high` bound the mean
     difference at `confidence` (t distribution with n - 1 degrees of freedom). With one seed std, low and high
-    are nan: no interval can be computed, and `supported` is False.
+    are nan: no interval can be computed, and `supported` is False. So are low and high when every seed gave the
+    same difference (std 0, as whole-image steps on a small test set can): a zero-width interval would call any
+    such difference supported, while the seeds have only failed to show their spread.
     """
 
     mean: float
@@ -77,7 +79,9 @@ class PairedDifference:
     def verdict(self) -> str:
         """One phrase for a report: 'a > b', 'a < b', 'no supported difference' or why there is no interval."""
         if not self.has_interval:
-            return f"no interval from {self.n} seed{'s' if self.n != 1 else ''}"
+            if self.n > 1:
+                return f"no interval: the {self.n} seeds gave the same difference"
+            return "no interval from 1 seed"
         return {1: "a > b", -1: "a < b", 0: "no supported difference"}[self.direction]
 
     def describe(self, scale: float = 1.0, digits: int = 2, unit: str = "", sample: str = "seed") -> str:
@@ -89,7 +93,7 @@ class PairedDifference:
         mean = f"{self.mean * scale:+.{digits}f}{unit}"
         samples = f"{self.n} {sample}{'s' if self.n != 1 else ''}"
         if not self.has_interval:
-            return f"{mean} ({samples}, no interval)"
+            return f"{mean} ({samples}, no interval{': every one the same' if self.n > 1 else ''})"
         percent = f"{100 * self.confidence:g} %"
         return (f"{mean} +- {self.std * scale:.{digits}f}{unit} ({percent} interval {self.low * scale:+.{digits}f} "
                 f"to {self.high * scale:+.{digits}f}{unit}, {samples}): {self.verdict}")
@@ -100,7 +104,8 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
 
     a and b hold one accuracy per seed, in the same seed order (e.g. AIG and ResNet trained with seeds 0..n-1).
     The interval is mean +- t_{(1 + confidence)/2, n-1} * std / sqrt(n). With n = 1 the std and the interval are
-    nan (one seed says nothing about the spread between seeds).
+    nan (one seed says nothing about the spread between seeds); with identical differences (std 0) the interval is
+    nan (see PairedDifference).
     """
     first, second = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if first.ndim != 1 or first.shape != second.shape or len(first) == 0:
@@ -116,8 +121,11 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
         std = low = high = math.nan
     else:
         std = float(differences.std(ddof=1))
-        half_width = float(stats.t.ppf((1 + confidence) / 2, df=n - 1)) * std / math.sqrt(n)
-        low, high = mean - half_width, mean + half_width
+        if std == 0:
+            low = high = math.nan
+        else:
+            half_width = float(stats.t.ppf((1 + confidence) / 2, df=n - 1)) * std / math.sqrt(n)
+            low, high = mean - half_width, mean + half_width
     return PairedDifference(mean=mean, std=std, n=n, low=low, high=high, confidence=confidence,
                             differences=tuple(float(d) for d in differences))
 
@@ -185,8 +193,8 @@ def mean_std(values: Iterable[float | None], ddof: int = 1) -> tuple[float | Non
     """Mean and standard deviation of the values that are not None.
 
     ddof=1 (default) gives the sample std, the spread between seeds; ddof=0 the population std (e.g. of per-image
-    costs, where every image is counted). One value gives std 0.0; no value gives (None, None). Accepts lists
-    (None skipped), numpy arrays and CPU tensors; nan values are not skipped and propagate.
+    costs, where every image is counted). With ddof=1 one value has no std (None); no value gives (None, None).
+    Accepts lists (None skipped), numpy arrays and CPU tensors; nan values are not skipped and propagate.
     """
     array = np.asarray(values).ravel() if hasattr(values, "__array__") else None
     if array is not None and array.dtype != object:
@@ -196,8 +204,8 @@ def mean_std(values: Iterable[float | None], ddof: int = 1) -> tuple[float | Non
                            dtype=np.float64)
     if len(known) == 0:
         return None, None
-    if len(known) == 1:
-        return float(known[0]), 0.0
+    if len(known) <= ddof:
+        return float(known.mean()), None
     return float(known.mean()), float(known.std(ddof=ddof))
 
 

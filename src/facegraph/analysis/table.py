@@ -120,6 +120,8 @@ class PairedRow:
     gmacs_ratio: float | None  # mean GMACs per image over the ResNet's
     # Cross-validation (seeds on distinct folds): McNemar over the pooled test images, each tested once per model.
     pooled: McNemarResult | None = None
+    pooled_folds: int = 0  # distinct folds pooled ...
+    folds: int = 0  # ... of the cross-validation's folds: all of them test every photo once
 
 
 def _correct_by_sample(run_dir: Path) -> dict[int, bool]:
@@ -145,24 +147,31 @@ def paired_rows(models: list[ModelRuns]) -> list[PairedRow]:
         tests, pooled_mine, pooled_theirs = [], [], []
         for seed in range(min(seeds, len(model.run_dirs), len(baseline.run_dirs))):
             mine, theirs = _correct_by_sample(model.run_dirs[seed]), _correct_by_sample(baseline.run_dirs[seed])
-            shared = sorted(set(mine) & set(theirs))
-            tests.append(mcnemar_exact([mine[i] for i in shared], [theirs[i] for i in shared]))
-            pooled_mine += [mine[i] for i in shared]
-            pooled_theirs += [theirs[i] for i in shared]
-        pooled = mcnemar_exact(pooled_mine, pooled_theirs) if _distinct_folds(model, len(tests)) else None
+            if set(mine) != set(theirs):
+                raise DataError(f"{model.run_dirs[seed]} and {baseline.run_dirs[seed]} were tested on different "
+                                f"images ({len(set(mine) & set(theirs))} shared of {len(mine)} and {len(theirs)}): "
+                                f"they cannot be paired; evaluate both on the same dataset and split")
+            samples = sorted(mine)
+            tests.append(mcnemar_exact([mine[i] for i in samples], [theirs[i] for i in samples]))
+            pooled_mine += [mine[i] for i in samples]
+            pooled_theirs += [theirs[i] for i in samples]
+        folds_tested = _distinct_folds(model, len(tests))
+        pooled = mcnemar_exact(pooled_mine, pooled_theirs) if folds_tested else None
         gmacs, base_gmacs = (mean_std([e.get("gmacs", {}).get("mean") for e in m.evaluations])[0]
                              for m in (model, baseline))
         ratio = gmacs / base_gmacs if gmacs is not None and base_gmacs else None
-        rows.append(PairedRow(model.name, paper.model_label(model.config), difference, tests, ratio, pooled))
+        rows.append(PairedRow(model.name, paper.model_label(model.config), difference, tests, ratio, pooled,
+                              folds_tested, model.config.data.folds))
     return rows
 
 
-def _distinct_folds(model: ModelRuns, seeds: int) -> bool:
-    """Whether the first `seeds` runs tested distinct cross-validation folds (so their test images never repeat)."""
+def _distinct_folds(model: ModelRuns, seeds: int) -> int:
+    """How many distinct cross-validation folds the first `seeds` runs tested, or 0 when they are not distinct folds
+    (a fixed split, one run, or a fold tested twice): only distinct folds' test images never repeat."""
     if seeds < 2 or not model.config.data.folds:
-        return False
+        return 0
     folds = [RunDir(run_dir).config().data.fold for run_dir in model.run_dirs[:seeds]]
-    return len(set(folds)) == len(folds)
+    return len(folds) if len(set(folds)) == len(folds) else 0
 
 
 def paired_markdown(rows: list[PairedRow]) -> list[str]:
@@ -174,10 +183,14 @@ def paired_markdown(rows: list[PairedRow]) -> list[str]:
              "(per seed) | GMACs vs ResNet |", "|---|---|---|---|---|---|"]
     for row in rows:
         d = row.difference
-        interval = f"{d.low:+.2f} to {d.high:+.2f}" if d.has_interval else "n/a (1 seed)"
-        spread = f" ± {d.std:.2f}" if d.has_interval else ""
+        if d.has_interval:
+            interval = f"{d.low:+.2f} to {d.high:+.2f}"
+        else:
+            interval = "n/a (1 seed)" if d.n == 1 else "n/a (every seed the same)"
+        spread = f" ± {d.std:.2f}" if d.n > 1 else ""
         finding = ("supported: better" if d.direction > 0 else "supported: worse") if d.supported else (
-            "not resolved (interval includes 0)" if d.has_interval else "needs >= 2 seeds")
+            "not resolved (interval includes 0)" if d.has_interval else
+            "needs >= 2 seeds" if d.n == 1 else "not resolved (no spread between seeds to size an interval)")
         pvalues = ", ".join(f"{t.p_value:.3g} ({t.b10}/{t.b01})" for t in row.mcnemar) or "n/a"
         ratio = f"{row.gmacs_ratio:.3f}x" if row.gmacs_ratio is not None else "n/a"
         lines.append(f"| {row.model} | {d.mean:+.2f}{spread} ({d.n} seed{'s' if d.n != 1 else ''}) | {interval} | "
@@ -188,11 +201,12 @@ def paired_markdown(rows: list[PairedRow]) -> list[str]:
         if row.pooled is not None:
             t = row.pooled
             low, high = t.difference_interval()
-            lines.append(f"Cross-validation, every photo tested once: {row.model} minus ResNet "
+            coverage = ("every photo tested once" if row.pooled_folds == row.folds else
+                        f"{row.pooled_folds} of {row.folds} folds, each photo tested at most once")
+            lines.append(f"Cross-validation, {coverage}: {row.model} minus ResNet "
                          f"{100 * t.accuracy_difference:+.2f} points over {t.total} test images (95 % interval over "
                          f"images {100 * low:+.2f} to {100 * high:+.2f}; it leaves out training noise, which the "
                          f"interval over seeds holds), McNemar p = {t.p_value:.3g} ({t.b10}/{t.b01}).")
-    return lines
     return lines
 
 
@@ -213,8 +227,10 @@ def _number(row: dict[str, Any], key: str) -> str:
         return value
     digits = 3 if key.startswith("gmacs") or key == "open_rate" else 2
     text = f"{value:.{digits}f}"
-    if row["seeds"] > 1 and row.get(f"{key}_std") is not None:
-        text += f" ± {row[f'{key}_std']:.{digits}f}"
+    if row["seeds"] > 1:
+        # No std with several seeds: only one of them has this value (e.g. verification run on one seed).
+        std = row.get(f"{key}_std")
+        text += f" ± {std:.{digits}f}" if std is not None else f" (1 of {row['seeds']} seeds)"
     return text + ("x" if key == "speedup" else "")
 
 

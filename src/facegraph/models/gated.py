@@ -206,5 +206,6 @@ class GatedResNet(ResNet):
         for gate in fused.gates.values():
             gate.fold_batchnorm()
         fused.requires_grad_(False)
+        fused.eval()  # the layers folding created start in training mode; nothing in the copy may report training
         fused.is_fused = True
         return fused.to(memory_format=FUSED_MEMORY_FORMAT if memory_format is None else memory_format)
