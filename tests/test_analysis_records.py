@@ -128,6 +128,7 @@ def _paired_run(root: Path, name: str, variant: str, fold: int, correct: dict[in
     (run / "eval").mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"model": {"arch": "resnet50", "variant": variant},
                                                  "data": {"folds": 3, "fold": fold}}))
+    (run / "dataset.json").write_text(json.dumps({"splits": {"train": 4, "val": 1, "test": len(correct)}}))
     lines = [f"{sample},images/{sample}.jpg,0,A,0,{right},1,0.9,0.2,0,\n" for sample, right in correct.items()]
     (run / "eval" / "test-images.csv").write_text(
         "sample,path,identity,name,predicted,correct,top5_correct,confidence,gmacs,active_gates,gates\n"
@@ -171,6 +172,25 @@ def test_pooled_folds_say_how_many_of_the_folds_they_hold(tmp_path):
 
     assert pooled_line([0, 1, 2]).startswith("Cross-validation, every photo tested once: ConvNet-AIG [t=0.5] minus ResNet -50.00 points over 6 test images")
     assert pooled_line([0, 2]).startswith("Cross-validation, 2 of 3 folds, each photo tested at most once:")
+
+
+def test_cross_validation_findings_are_decided_by_the_corrected_interval(tmp_path):
+    from facegraph.analysis.table import paired_markdown, paired_rows
+    runs = {"resnet": [], "aig": []}
+    for fold, wrong in enumerate((2, 3, 4)):  # 10 test photos per fold; the AIG model misses 2, 3, 4 more
+        samples = range(10 * fold, 10 * fold + 10)
+        runs["resnet"].append(_paired_run(tmp_path, f"resnet{fold}", "resnet", fold, dict.fromkeys(samples, 1)))
+        runs["aig"].append(_paired_run(tmp_path, f"aig{fold}", "aig", fold,
+                                       {s: int(s - 10 * fold >= wrong) for s in samples}))
+    (row,) = paired_rows(_paired_models(runs))
+    plain, corrected = row.difference, row.corrected
+    assert plain.differences == pytest.approx((-20.0, -30.0, -40.0))
+    assert corrected.test_train_ratio == pytest.approx(10 / 4)  # dataset.json: 10 test, 4 train images per fold
+    assert plain.supported and not corrected.supported
+    line = next(line for line in paired_markdown([row]) if line.startswith("| ConvNet-AIG"))
+    assert line.split(" | ")[2] == f"{plain.low:+.2f} to {plain.high:+.2f}"
+    assert line.split(" | ")[3] == f"{corrected.low:+.2f} to {corrected.high:+.2f}"
+    assert "not resolved (the corrected interval includes 0)" in line
 
 
 def test_a_column_known_for_one_seed_of_several_has_no_spread():

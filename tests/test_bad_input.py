@@ -244,6 +244,29 @@ BAD_VALUES = [
     ("train.batch_size=1", "train.batch_size"),
     ("model.width=0", "model.width"),
     ("optim.lr=-0.1", "optim.lr"),
+    # torch's SGD refuses these, after the run directory was written
+    ("optim.momentum=-1", "optim.momentum must be a finite number >= 0, got -1.0"),
+    ("optim.weight_decay=-1", "optim.weight_decay must be a finite number >= 0, got -1.0"),
+    # inf or values that cannot mean anything used to train (or diverge) into a run that cannot be resumed
+    ("optim.lr=inf", "optim.lr must be a finite number > 0, got inf"),
+    ("optim.momentum=1", "optim.momentum must be < 1"),
+    ("optim.gate_lr_factor=inf", "optim.gate_lr_factor must be a finite number > 0, got inf"),
+    ("optim.warmup_epochs=inf", "optim.warmup_epochs must be a finite number >= 0, got inf"),
+    ("optim.step_gamma=2", "optim.step_gamma must be a finite number > 0 and <= 1, got 2.0"),
+    ("optim.step_milestones=[0, 3]", "optim.step_milestones must be epochs >= 1, got [0, 3]"),
+    ("model.width=inf", "model.width must be a finite number > 0, got inf"),
+    ("gumbel.temperature=inf", "gumbel.temperature must be a finite number > 0, got inf"),
+    ("gumbel.final_temperature=inf", "gumbel.final_temperature must be a finite number > 0, got inf"),
+    ("gumbel.noise=inf", "gumbel.noise must be a finite number >= 0, got inf"),
+    ("gumbel.final_noise=nan", "gumbel.final_noise must be a finite number >= 0, got nan"),
+    ("loss.target_weight=-1", "loss.target_weight must be a finite number >= 0, got -1.0"),
+    ("loss.target_weight=inf", "loss.target_weight must be a finite number >= 0, got inf"),
+    ("loss.unmasked_target_weight=-1", "loss.unmasked_target_weight must be a finite number >= 0, got -1.0"),
+    ("loss.iig_weight=nan", "loss.iig_weight must be a finite number >= 0, got nan"),
+    ("loss.margin_m=inf", "loss.margin_m must be a finite number >= 0, got inf"),
+    ("loss.margin_scale=inf", "loss.margin_scale must be a finite number > 0, got inf"),
+    ("loss.distill_temperature=inf", "loss.distill_temperature must be a finite number > 0, got inf"),
+    ("loss.distill_weight=-1", "loss.distill_weight must be a finite number >= 0, got -1.0"),
 ]
 
 
@@ -252,6 +275,13 @@ def test_a_bad_config_value_is_refused_before_anything_is_written(dataset, tmp_p
     out = tmp_path / "run"
     assert main(train_args(dataset, out, overrides=[*TINY, assignment])) == 2
     assert key in one_line_error(capsys, "train")
+    assert not out.exists()
+
+
+def test_nesterov_without_momentum_is_refused_before_anything_is_written(dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(train_args(dataset, out, overrides=[*TINY, "optim.momentum=0", "optim.nesterov=true"])) == 2
+    assert "optim.nesterov = true needs optim.momentum > 0, got 0.0" in one_line_error(capsys, "train")
     assert not out.exists()
 
 
@@ -283,6 +313,29 @@ def test_a_config_file_that_does_not_exist_is_one_line(dataset, tmp_path, capsys
     assert main(["train", "--config", str(tmp_path / "nope.toml"), "--data", str(dataset),
                  "--out", str(tmp_path / "run")]) == 2
     assert "nope.toml" in one_line_error(capsys, "train")
+
+
+# (key of prepare.json -> a malformed value, what the error names): each used to be a traceback, the last in epoch 1
+BAD_PREPARE_JSON = [
+    ({"normalization": {}}, "'normalization.mean' is missing"),
+    ({"image_size": "32px"}, "image_size is '32px'"),
+    ({"features": ["gender"]}, "features is ['gender']"),
+    ({"counts": 5}, "counts is 5"),
+    ({"normalization": {"mean": [0.5], "std": [0.5, 0.5, 0.5]}}, "normalization.mean is [0.5]"),
+]
+
+
+@pytest.mark.parametrize(("edit", "expected"), BAD_PREPARE_JSON, ids=[json.dumps(e) for e, _ in BAD_PREPARE_JSON])
+def test_a_malformed_prepare_json_is_one_line_before_anything_is_written(dataset, tmp_path, edit, expected, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data, ignore=shutil.ignore_patterns("cache"))
+    info = json.loads((data / "prepare.json").read_text(encoding="utf-8"))
+    (data / "prepare.json").write_text(json.dumps({**info, **edit}), encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(train_args(data, out)) == 2
+    line = one_line_error(capsys, "train")
+    assert str(data / "prepare.json") in line and expected in line, line
+    assert not out.exists()
 
 
 def test_a_dataset_that_does_not_exist_is_one_line(tmp_path, capsys):

@@ -130,6 +130,73 @@ def test_unknown_label_word_names_file_line_column_value(tmp_path: Path, data_sy
     assert all(part in str(raised.value) for part in (str(path), "line 2", "column gender", "'femme'"))
 
 
+def _edit_info(root: Path, edit: dict) -> Path:
+    path = root / "prepare.json"
+    info = json.loads(path.read_text(encoding="utf-8"))
+    for dotted, value in edit.items():
+        *sections, key = dotted.split(".")
+        node = info
+        for section in sections:
+            node = node[section]
+        node[key] = value
+    path.write_text(json.dumps(info), encoding="utf-8")
+    return path
+
+
+# (edit of prepare.json, what the error must name): the key and the value as found in the file.
+BAD_INFO = [
+    ({"normalization": {}}, ["'normalization.mean' is missing"]),
+    ({"normalization.mean": [0.5]}, ["normalization.mean is [0.5]", "three finite numbers"]),
+    ({"normalization.mean": [0.5, float("nan"), 0.5]}, ["normalization.mean is [0.5, nan, 0.5]"]),
+    ({"normalization.std": [0.2, 0.0, 0.2]}, ["normalization.std is [0.2, 0.0, 0.2]", "each > 0"]),
+    ({"normalization.std": "0.5"}, ["normalization.std is '0.5'"]),
+    ({"normalization": [0.5, 0.5]}, ["normalization is [0.5, 0.5]", "a mapping"]),
+    ({"image_size": "32px"}, ["image_size is '32px'", "positive whole number"]),
+    ({"image_size": 0}, ["image_size is 0"]),
+    ({"image_size": True}, ["image_size is True"]),
+    ({"image_size": 16.5}, ["image_size is 16.5"]),
+    ({"features": ["gender"]}, ["features is ['gender']", "a mapping"]),
+    ({"features": {"gender": "female"}}, ["features.gender is 'female'", "a list of label strings"]),
+    ({"features": {"gender": ["female", 1]}}, ["features.gender is ['female', 1]"]),
+    ({"counts": 5}, ["counts is 5", "a mapping"]),
+    ({"counts": {"images": 20}}, ["'counts.identities' is missing"]),
+    ({"counts.identities": "4"}, ["counts.identities is '4'", "a whole number"]),
+    ({"parameters": []}, ["parameters is []"]),
+    ({"parameters.center_crop": "wide"}, ["parameters.center_crop is 'wide'", "(0, 1]"]),
+    ({"parameters.center_crop": 1.5}, ["parameters.center_crop is 1.5"]),
+]
+
+
+@pytest.mark.parametrize(("edit", "expected"), BAD_INFO, ids=[json.dumps(edit) for edit, _ in BAD_INFO])
+def test_malformed_prepare_json_names_file_key_and_value(tmp_path: Path, data_synthetic_prepared: Path, edit: dict,
+                                                         expected: list[str]) -> None:
+    path = _edit_info(_copy(data_synthetic_prepared, tmp_path), edit)
+    with pytest.raises(DataError) as raised:
+        load_prepared(path.parent)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message, message
+    assert all(part in message for part in expected), message
+
+
+def test_manifest_identity_of_non_ascii_digits_names_file_line_and_value(tmp_path: Path, data_synthetic_prepared: Path) -> None:
+    copy = _copy(data_synthetic_prepared, tmp_path)
+    path = copy / "manifest.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    image, _, *rest = lines[2].split(",")
+    lines[2] = ",".join([image, "\u00b2", *rest])  # '²': str.isdigit() accepts it, int() does not
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError) as raised:
+        load_prepared(copy)
+    assert all(part in str(raised.value) for part in (str(path), "line 3", "column identity", "'\u00b2'"))
+
+
+def test_a_staging_folder_with_a_non_ascii_digit_suffix_is_removed_as_stale(tmp_path: Path, data_synthetic_folder: Path) -> None:
+    stale = tmp_path / "out.partial-\u00b2"
+    stale.mkdir()
+    prepare_folder(data_synthetic_folder, tmp_path / "out", Selection(image_size=8, max_identities=1))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
 def test_interrupted_prepare_leaves_nothing_that_looks_complete(tmp_path: Path, data_synthetic_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}
     original = folder_source.cut_face

@@ -275,3 +275,56 @@ def test_table2_folds_test_each_photo_once(tiny_lfw, tmp_path, capsys):
     assert main(["table2", "--preset", "cpu", "--data", str(tiny_lfw), "--out", str(tmp_path / "cv-c"),
                  "--fold-seed", "1"]) == 2
     assert "give the number of folds too" in capsys.readouterr().err and not (tmp_path / "cv-c").exists()
+
+
+# --- on synthetic data (no real faces needed) -----------------------------------------------------------------------
+
+def synthetic_args(*extra: str) -> list[str]:
+    from conftest import TINY_RUN
+
+    return sum((["--set", a] for a in [*TINY_RUN, "train.epochs=1", *extra]), [])
+
+
+def test_table2_evaluates_again_a_finished_run_that_lost_its_test_evaluation(data_synthetic_32px, tmp_path, capsys):
+    out = tmp_path / "table2"
+    args = ["table2", "--preset", "cpu", "--data", str(data_synthetic_32px), "--out", str(out), "--models",
+            "resnet50", "--from-scratch", *synthetic_args()]
+    assert main(args) == 0
+    evaluation = out / "resnet50-seed0" / "eval" / "test.json"
+    first = json.loads(evaluation.read_text())
+    checkpoint = out / "resnet50-seed0" / "checkpoints" / "best.pt"
+    stamp = checkpoint.stat().st_mtime_ns
+    evaluation.unlink()
+    assert main(args) == 0, capsys.readouterr().err
+    assert json.loads(evaluation.read_text())["top1"] == first["top1"]
+    assert checkpoint.stat().st_mtime_ns == stamp  # evaluated, not retrained
+
+
+def test_folds_that_would_test_on_no_photo_are_refused_before_training(data_synthetic_32px, tmp_path, capsys):
+    out = tmp_path / "cv"  # 40 photos cannot fill 50 folds: folds 40-49 would be empty
+    assert main(["table2", "--preset", "cpu", "--data", str(data_synthetic_32px), "--out", str(out), "--folds", "50",
+                 "--models", "resnet50", "--from-scratch", *synthetic_args()]) == 2
+    error = capsys.readouterr().err
+    assert f"--folds 50: fold 40 of {data_synthetic_32px} would hold no test image (40 photos)" in error
+    assert not list(out.glob("*-seed0"))
+    run = tmp_path / "fold45"
+    assert main(["train", "--config", "cpu/resnet50", "--data", str(data_synthetic_32px), "--out", str(run),
+                 *synthetic_args("data.folds=50", "data.fold=45")]) == 2
+    assert "data.folds = 50: fold 45 of" in capsys.readouterr().err and not run.exists()
+
+
+def test_every_command_names_a_traced_export_as_such(tmp_path, capsys):
+    """A torchscript export holds config.json and dataset.json but no checkpoint: not 'has not finished training'."""
+    from facegraph.engine.trained import load_trained
+    from facegraph.errors import FacegraphError
+
+    export = tmp_path / "ts"
+    export.mkdir()
+    (export / "config.json").write_text(json.dumps(load_config("cpu/resnet50").to_dict()))
+    (export / "dataset.json").write_text(json.dumps({"image_size": 32, "identities": ["a", "b"], "features": {}}))
+    (export / "export.json").write_text(json.dumps({"format": "torchscript", "model": "model.pt"}))
+    with pytest.raises(FacegraphError, match="is a torchscript export: load it with torch.jit.load"):
+        load_trained(export)
+    assert main(["evaluate", str(export)]) == 2
+    error = capsys.readouterr().err
+    assert "is a torchscript export" in error and "has not finished" not in error and "best.pt" not in error

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -57,6 +59,7 @@ def test_torchscript_export_runs_densely_and_says_so(tiny_run, photos, tmp_path,
     assert main(["export", str(tiny_run), "--out", str(out), "--format", "torchscript"]) == 0
     printed = capsys.readouterr().out
     assert "execution: dense" in printed and "masking" in printed
+    assert "outputs: logits and gate values, not embeddings; computed in fp32, the run infers in fp32" in printed
     description = json.loads((out / "export.json").read_text())
     assert description["format"] == "torchscript" and description["execution"].startswith("dense")
     with warnings.catch_warnings():
@@ -71,6 +74,37 @@ def test_torchscript_export_runs_densely_and_says_so(tiny_run, photos, tmp_path,
     assert torch.allclose(single_logits, logits[:1], atol=1e-5)
     with pytest.raises(FacegraphError, match="is a torchscript export: load it with torch.jit.load"):
         facegraph.load(out)
+
+
+def test_traced_export_of_a_bf16_run_computes_in_fp32_and_says_so(tiny_run, photos, tmp_path, caplog):
+    run = tmp_path / "bf16"
+    shutil.copytree(tiny_run, run)
+    config = json.loads((run / "config.json").read_text())
+    config["train"]["precision"] = "bf16"  # the run infers in bf16, as a CPU run trained in bf16 does
+    (run / "config.json").write_text(json.dumps(config))
+    with caplog.at_level(logging.WARNING, logger="facegraph.api"):
+        description = facegraph.export(run, tmp_path / "ts", format="torchscript")
+    assert description == json.loads((tmp_path / "ts" / "export.json").read_text())
+    assert description["precision"] == "fp32" and description["run_precision"] == "bf16"
+    assert description["classifier"] == "linear" and description["logit_scale"] == 1.0
+    assert set(description["outputs"]) == {"logits", "gate_values"}
+    assert "not face embeddings" in description["outputs"]["logits"]
+    assert "in fp32" in description["execution"]
+    assert "infers in bf16, its torchscript export in fp32: the export agrees with the run's fp32 inference" \
+        in caplog.text
+    model = facegraph.load(run)
+    assert model.precision == "bf16"
+    batch = model.batch(photos)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        traced = torch.jit.load(str(tmp_path / "ts" / description["model"]))
+    traced_logits, traced_gates = traced(batch)
+    fp32 = model.trained.inference_model.infer(batch, skip=True, precision="fp32")
+    assert torch.allclose(traced_logits, fp32.logits, atol=1e-5) and torch.equal(traced_gates, fp32.gate_values)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="facegraph.api"):  # a state dict loads with the run's precision
+        shared = facegraph.export(run, tmp_path / "sd")
+    assert shared["precision"] == shared["run_precision"] == "bf16" and not caplog.text
 
 
 @pytest.mark.skipif(not HAS_ONNX, reason="the onnx package is not installed (pip install 'facegraph[onnx]')")

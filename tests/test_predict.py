@@ -2,6 +2,8 @@
 
 import dataclasses
 import json
+import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from facegraph.cli import main
 from facegraph.data.images import load_image_for_inference
 from facegraph.config import RunConfig
 from facegraph.engine.predict import PhotoPrediction, PredictionFailure, predict_images
@@ -17,6 +20,7 @@ from facegraph.flops import cost_table
 from facegraph.graphs import alternate_masks, middle_gated_schedule
 from facegraph.models import build_model, num_blocks
 from facegraph.rundir import RunDir
+from test_api import tiny_run as trained_run_dir  # noqa: F401  (module-scoped fixture: a tiny run trained by the CLI)
 
 IMAGE_SIZE = 32
 IDENTITIES = [f"Person_{i}" for i in range(7)]
@@ -135,3 +139,26 @@ def test_stored_train_prototypes_give_aig_attributes(tmp_path):
         assert gender.distances == pytest.approx({"male": k - opened, "female": opened})
         assert gender.label == min(gender.distances, key=gender.distances.get)  # ties: the first label
         assert age.label in ("<35", "35-45") and age.distances[">55"] == float("inf")
+
+
+def test_a_photo_of_the_gallery_itself_is_marked_not_recognised(trained_run_dir, tmp_path, capsys, caplog):
+    faces = trained_run_dir.parents[1] / "faces"  # the photos the tiny run was prepared from, a folder per person
+    gallery = tmp_path / "gallery"
+    for person in ("Ann_Able", "Bob_Baker"):
+        (gallery / person).mkdir(parents=True)
+        for photo in sorted((faces / person).glob("*.jpg"))[:2]:
+            shutil.copyfile(photo, gallery / person / photo.name)
+    enrolled = sorted((gallery / "Ann_Able").glob("*.jpg"))
+    same_file = gallery / "Bob_Baker" / ".." / "Ann_Able" / enrolled[0].name  # another spelling of the same file
+    copy = shutil.copyfile(enrolled[1], tmp_path / "copy.jpg")
+    other = sorted((faces / "Ann_Able").glob("*.jpg"))[5]  # Ann, but not a gallery image
+    command = ["predict", str(trained_run_dir), str(same_file), str(copy), str(other), "--gallery", str(gallery)]
+    with caplog.at_level(logging.WARNING, logger="facegraph.recognition.runs"):
+        assert main([*command, "--json"]) == 0
+    answers = [p["gallery"] for p in json.loads(capsys.readouterr().out)["predictions"]]
+    assert [a["in_gallery"] for a in answers] == [True, True, False]
+    assert answers[0]["answer"] == "Ann_Able" and answers[0]["best_score"] == pytest.approx(1.0, abs=1e-5)
+    assert f"2 query photo(s) are images of the gallery itself or copies ({same_file}, {copy})" in caplog.text
+    assert main(command) == 0
+    printed = capsys.readouterr().out.split(str(other))
+    assert printed[0].count("note: this photo is one of the gallery's images") == 2 and "note:" not in printed[1]

@@ -10,6 +10,8 @@ import torch
 
 from facegraph.errors import ConfigError, DataError
 from facegraph.recognition import UNKNOWN, Gallery, calibrate_threshold, gallery_fingerprint, open_set_rates
+from facegraph.recognition.gallery import false_alarm_bound
+from facegraph.recognition.runs import impostor_scores
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -121,3 +123,23 @@ def test_open_set_rates_count_hits_misses_and_false_alarms() -> None:
     assert lenient.detection_identification_rate == pytest.approx(2 / 3) and lenient.false_alarm_rate == 1.0
     with pytest.raises(DataError, match="not in the gallery: dan"):
         open_set_rates(gallery, mated, ["ann", "bob", "dan"], non_mated, threshold=0.9)
+
+
+def test_strangers_are_named_up_to_gallery_images_times_far() -> None:
+    # 40 people x 5 images at FAR 1e-3 per image pair: people x FAR = 0.04, gallery images x FAR = 0.2.
+    rng = np.random.default_rng(0)
+    dimensions, far, names = 32, 1e-3, [f"person_{index}" for index in range(40) for _ in range(5)]
+    # Calibrated as load_gallery does (impostor pairs of a gallery), on 2,000 people so that the threshold's rate
+    # per pair is FAR to a few per cent; random unit vectors: every image is as likely to match a stranger.
+    calibration = unit(rng.normal(size=(2000, dimensions)))
+    threshold = calibrate_threshold(impostor_scores(calibration, [str(index) for index in range(2000)]), far)
+    strangers = unit(rng.normal(size=(20000, dimensions)))
+    unrelated = unit(rng.normal(size=(200, dimensions)))  # the worst case: a person's images unlike each other
+    alike = unit(np.repeat(unit(rng.normal(size=(40, dimensions))), 5, axis=0)
+                 + 0.5 * unit(rng.normal(size=(200, dimensions))))
+    bound = false_alarm_bound(far, len(names))
+    assert bound == pytest.approx(0.2)
+    for images in (unrelated, alike):
+        rate = open_set_rates(Gallery(images, names), images[:1], names[:1], strangers, threshold).false_alarm_rate
+        assert 2 * 40 * far < rate <= bound  # measured 0.18 and 0.13: far above people x FAR, within the bound
+    assert false_alarm_bound(0.01, 500) == 1.0

@@ -218,3 +218,83 @@ def test_a_killed_two_process_run_resumes_to_the_same_result(tiny_lfw, tmp_path,
     assert main(train_args(tiny_lfw, killed, "--resume", overrides=[*TINY, "train.epochs=3"])) == 2
     err = capsys.readouterr().err
     assert "2 process(es)" in err and "Traceback" not in err
+
+
+# --- on synthetic data (no real faces needed) -----------------------------------------------------------------------
+
+def synthetic_train(data: Path, out: Path, *extra: str) -> list[str]:
+    from conftest import TINY_RUN
+
+    return train_args(data, out, *extra, overrides=[*TINY_RUN, "train.epochs=1"])
+
+
+def test_a_resume_refuses_the_dataset_prepared_again_with_other_pixels(data_synthetic_folder, tmp_path, capsys):
+    """Re-preparing with another crop keeps manifest.csv and identities.csv; prepare.json tells the pixels apart.
+    A run directory written before that check (no preparation_fingerprint) still resumes."""
+    import shutil
+
+    from facegraph.data import Selection, prepare_folder
+    from facegraph.rundir import dataset_fingerprint
+
+    data = tmp_path / "data"
+    selection = Selection(image_size=32, min_images=10, split={"train": 0.6, "val": 0.2, "test": 0.2})
+    prepare_folder(data_synthetic_folder, data, selection)
+    run, legacy = tmp_path / "run", tmp_path / "legacy"
+    assert main(synthetic_train(data, run)) == 0
+    shutil.copytree(run, legacy)
+    stored = json.loads((legacy / "dataset.json").read_text())
+    stored.pop("preparation_fingerprint", None)
+    (legacy / "dataset.json").write_text(json.dumps(stored))
+    fingerprint = dataset_fingerprint(data)
+    prepare_folder(data_synthetic_folder, data, selection, center_crop=0.8, overwrite=True)
+    assert dataset_fingerprint(data) == fingerprint  # the same photos, people and splits
+    capsys.readouterr()
+    assert main(synthetic_train(data, run, "--resume")) == 2
+    error = capsys.readouterr().err
+    assert f"--resume: {data.resolve()} was prepared again since {run} started" in error and "Traceback" not in error
+    assert main(["evaluate", str(run)]) == 2  # evaluating would preprocess test photos unlike the training ones
+    error = capsys.readouterr().err
+    assert f"{data.resolve()} was prepared again since {run} was trained" in error and "Traceback" not in error
+    assert main(synthetic_train(data, legacy, "--resume")) == 0
+
+
+def test_a_kill_between_the_start_files_leaves_no_started_run(data_synthetic_32px, tmp_path, monkeypatch, capsys):
+    """config.json is written last: a kill before it leaves a folder a fresh training takes over."""
+    import facegraph.rundir as rundir
+
+    class Killed(Exception):
+        pass
+
+    written = []
+    original = rundir.write_json
+
+    def write_json(path, data):
+        if written:
+            raise Killed
+        written.append(path.name)
+        original(path, data)
+
+    monkeypatch.setattr(rundir, "write_json", write_json)
+    run = tmp_path / "run"
+    with pytest.raises(Killed):
+        main(synthetic_train(data_synthetic_32px, run))
+    monkeypatch.undo()
+    assert written and "config.json" not in written
+    assert main(synthetic_train(data_synthetic_32px, run, "--resume")) == 2
+    assert "holds no run (no config.json)" in capsys.readouterr().err
+    assert main(synthetic_train(data_synthetic_32px, run)) == 0
+
+
+def test_a_resume_from_a_checkpoint_without_training_state_names_it(data_synthetic_32px, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    assert main(synthetic_train(data_synthetic_32px, run)) == 0
+    last = RunDir(run).checkpoint_path(LAST)
+    shutil.copyfile(RunDir(run).checkpoint_path(BEST), last)
+    capsys.readouterr()
+    assert main(synthetic_train(data_synthetic_32px, run, "--resume")) == 2
+    error = capsys.readouterr().err
+    assert f"checkpoint {last} holds no training state (no optimizer, scheduler, rng, best_val_top1, best_epoch)" \
+        in error
+    assert "Traceback" not in error and len(error.strip().splitlines()) == 1

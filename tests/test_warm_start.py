@@ -190,3 +190,53 @@ def test_distillation_needs_a_teacher_run_of_the_same_identities(dense_run, data
                  *tiny]) == 2
     assert "trained on other identities" in capsys.readouterr().err
     assert not (tmp_path / "lfw").exists()  # refused before anything was written
+
+
+class Killed(Exception):
+    """Stands for a kill: raised where the process would have died."""
+
+
+def test_a_warm_start_killed_before_its_first_epoch_resumes_warm(dense_run, data_synthetic_32px, tmp_path,
+                                                                  monkeypatch):
+    """A resumed run without a committed epoch warm-starts as a fresh run would: the same result as uninterrupted."""
+    from conftest import comparable_metrics, metrics_rows
+
+    warm = ["train.epochs=2", f"model.init_from={str(dense_run)!r}"]
+    reference = train("cpu/aig-t0.5", data_synthetic_32px, tmp_path / "reference", *warm)
+    killed = tmp_path / "killed"
+
+    def die(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(RunDir, "commit_epoch", die)  # the first epoch never commits
+    with pytest.raises(Killed):
+        train("cpu/aig-t0.5", data_synthetic_32px, killed, *warm)
+    monkeypatch.undo()
+    assert (killed / "config.json").is_file() and not RunDir(killed).checkpoint_path("last").exists()
+    resume = ["train", "--config", "cpu/aig-t0.5", "--data", str(data_synthetic_32px), "--out", str(killed), "--resume"]
+    assert main([*resume, *sum((["--set", a] for a in [*TINY, *warm]), [])]) == 0
+    assert comparable_metrics(metrics_rows(killed)) == comparable_metrics(metrics_rows(reference))
+    for name in ("best", "last"):
+        ours = load_checkpoint(RunDir(killed).checkpoint_path(name))["model"]
+        theirs = load_checkpoint(RunDir(reference).checkpoint_path(name))["model"]
+        assert all(torch.equal(ours[key], tensor) for key, tensor in theirs.items()), name
+
+
+def test_a_checkpoint_file_keeps_the_classifier_only_when_its_run_had_the_same_identities(dense_run, tmp_path,
+                                                                                          caplog):
+    config = load_config("cpu/aig-t0.5", TINY)
+    identities = RunDir(dense_run).dataset()["identities"]
+    checkpoint = RunDir(dense_run).checkpoint_path("best")
+    fresh = paper.model_from_config(config, len(identities))
+    assert "fc.weight" in warm_start(fresh, checkpoint, identities)  # inside its run: treated as the run
+    fresh = paper.model_from_config(config, len(identities))
+    assert "fc.weight" not in warm_start(fresh, checkpoint, list(reversed(identities)))
+    bare = tmp_path / "weights.pt"  # no run around it: which person class i is, is unknown
+    bare.write_bytes(checkpoint.read_bytes())
+    fresh = paper.model_from_config(config, len(identities))
+    fc_before = fresh.state_dict()["fc.weight"].clone()
+    with caplog.at_level("INFO", logger="facegraph.engine.trained"):
+        loaded = warm_start(fresh, bare, identities)
+    assert "fc.weight" not in loaded and "stem.0.weight" in loaded
+    assert torch.equal(fresh.state_dict()["fc.weight"], fc_before)
+    assert "identities are unknown, so the classifier starts fresh" in caplog.text

@@ -12,7 +12,7 @@ Everything else in the package is private: names, modules and signatures may cha
 
 from __future__ import annotations
 
-import json
+import logging
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -35,7 +35,9 @@ from facegraph.engine.trained import TrainedRun, inference_precision, load_train
 from facegraph.errors import DataError, FacegraphError
 from facegraph.models import LAYOUTS, Embeddings, GatedOutput, GatedResNet
 from facegraph.models import build_model as _build_model
-from facegraph.rundir import BEST, CHECKPOINTS, CONFIG_FILE, DATASET_FILE, EVAL_DIR, open_run, write_json
+from facegraph.rundir import BEST, CHECKPOINTS, CONFIG_FILE, DATASET_FILE, EVAL_DIR, EXPORT_FILE, open_run, write_json
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "EXPORT_FILE", "EXPORT_FORMATS", "Embeddings", "FaceModel", "ImageInput", "build_model", "export",
@@ -44,14 +46,21 @@ __all__ = [
 
 ImageInput = Union[str, Path, Image.Image, torch.Tensor]
 EXPORT_FORMATS = ("state-dict", "torchscript", "onnx")
-EXPORT_FILE = "export.json"  # what an export folder holds, written last
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 ONNX_FILE = "model.onnx"
 # dataset.json keys an export keeps: preprocessing, identity names and attribute labels (no local paths).
 SHARED_DATASET_KEYS = ("image_size", "center_crop", "mean", "std", "identities", "features")
+TRACED_PRECISION = "fp32"  # what a traced export computes in, whatever the run infers in
 DENSE_EXECUTION = ("dense: every block runs and a closed gate multiplies its residual branch by 0 (eq. 1 by masking); "
-                   "same logits and gates as the skipping model, no saving in compute; the fused inference graph "
-                   "(BatchNorm folded into the convolutions and the gates' first linear layer), NCHW")
+                   "the same logits and gates as the skipping model in fp32 (a run that infers in bf16 or fp16 differs "
+                   "by that rounding in its logits, now and then in a gate or a top-1 answer), no saving in compute; "
+                   "the fused inference graph (BatchNorm folded into the convolutions and the gates' first linear "
+                   "layer), NCHW")
+# What a traced export returns; embeddings stay out so that `logits, gate_values = model(images)` keeps working.
+TRACED_OUTPUTS = {"logits": "(B, identities): scores of the run's training identities, not face embeddings (those: a "
+                            "state-dict export and FaceModel.embed); a cosine classifier's are cosines, probabilities "
+                            "softmax(logit_scale * logits)",
+                  "gate_values": "(B, gated blocks), 0/1"}
 
 
 def build_model(arch: str, num_classes: int, **options: Any) -> GatedResNet:
@@ -186,16 +195,7 @@ class FaceModel:
 def load(path: str | Path, checkpoint: str = BEST, *, device: str | torch.device = "cpu") -> FaceModel:
     """A trained run directory (or a folder `facegraph export --format state-dict` wrote) ready for inference: its
     `best` (or `last`) weights in evaluation mode, on `device`."""
-    description = Path(path) / EXPORT_FILE
-    if description.is_file():
-        try:
-            kind = json.loads(description.read_text(encoding="utf-8")).get("format")
-        except (OSError, ValueError, AttributeError) as error:
-            raise DataError(f"cannot read {description}: {error}") from None
-        if kind != "state-dict":
-            raise FacegraphError(f"{path} is a {kind} export: load it with torch.jit.load or an ONNX runtime, or "
-                                 f"export the run with --format state-dict for facegraph.load")
-    model = FaceModel(load_trained(path, checkpoint))
+    model = FaceModel(load_trained(path, checkpoint))  # which refuses a torchscript or ONNX export, naming it
     model.trained.model.to(device)
     return model
 
@@ -265,7 +265,7 @@ def _export_torchscript(trained: TrainedRun, out: Path) -> dict[str, Any]:
         warnings.simplefilter("ignore", DeprecationWarning)
         traced.save(str(out / TORCHSCRIPT_FILE))
     return {"model": TORCHSCRIPT_FILE, "execution": DENSE_EXECUTION,
-            "load": "torch.jit.load(model); model(images) -> (logits, gate_values)"}
+            "load": "torch.jit.load(model); model(images) -> (logits, gate_values)", "outputs": TRACED_OUTPUTS}
 
 
 def _export_onnx(trained: TrainedRun, out: Path) -> dict[str, Any]:
@@ -284,7 +284,7 @@ def _export_onnx(trained: TrainedRun, out: Path) -> dict[str, Any]:
         raise FacegraphError(f"ONNX export failed: {first_line}") from None
     return {"model": ONNX_FILE, "execution": DENSE_EXECUTION,
             "inputs": {"images": "float32 (B, 3, S, S), preprocessed as dataset.json says"},
-            "outputs": {"logits": "(B, identities)", "gate_values": "(B, gated blocks), 0/1"}}
+            "outputs": TRACED_OUTPUTS}
 
 
 def export(run_dir: str | Path, out: str | Path, *, format: str = "state-dict", checkpoint: str = BEST) -> dict[str, Any]:
@@ -294,7 +294,9 @@ def export(run_dir: str | Path, out: str | Path, *, format: str = "state-dict", 
     export.json. "state-dict": checkpoints/best.pt holding only the weights (no optimizer or RNG state; loads with
     `torch.load(..., weights_only=True)`), a folder `facegraph.load` and `facegraph predict` accept as a run.
     "torchscript" / "onnx": the fused inference graph traced in dense mode (gates applied by masking, see
-    DENSE_EXECUTION); ONNX needs the `onnx` package (`pip install 'facegraph[onnx]'`).
+    DENSE_EXECUTION) in fp32, returning logits and gate values (TRACED_OUTPUTS), not embeddings; a run that infers
+    in another precision gets a warning. export.json records `precision` (the export's), `run_precision` and
+    `logit_scale`. ONNX needs the `onnx` package (`pip install 'facegraph[onnx]'`).
     """
     if format not in EXPORT_FORMATS:
         raise FacegraphError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
@@ -306,6 +308,8 @@ def export(run_dir: str | Path, out: str | Path, *, format: str = "state-dict", 
         except ImportError:
             raise FacegraphError("ONNX export needs the onnx package: pip install 'facegraph[onnx]'") from None
     trained = load_trained(run_dir, checkpoint)
+    run_precision = trained.config.train.precision
+    precision = run_precision if format == "state-dict" else TRACED_PRECISION  # a state-dict loads with its config
     out.mkdir(parents=True, exist_ok=True)
     try:
         dataset = _write_shared_files(trained, out)
@@ -323,8 +327,13 @@ def export(run_dir: str | Path, out: str | Path, *, format: str = "state-dict", 
         "source_run": str(trained.path), "checkpoint": checkpoint,
         "arch": trained.config.model.arch, "variant": trained.config.model.variant,
         "image_size": dataset["image_size"], "num_classes": len(dataset["identities"]),
-        "gated_blocks": list(trained.model.gated_blocks), **files,
+        "gated_blocks": list(trained.model.gated_blocks), "precision": precision, "run_precision": run_precision,
+        "classifier": trained.model.classifier, "logit_scale": trained.model.logit_scale, **files,
     }
     write_json(out / EXPORT_FILE, description)
+    if precision != run_precision:
+        logger.warning("%s infers in %s, its %s export in %s: the export agrees with the run's %s inference, not "
+                       "exactly with `facegraph predict` (logits differ by %s rounding, now and then a gate or a top-1 "
+                       "answer)", trained.path, run_precision, format, precision, precision, run_precision)
     return description
 

@@ -12,6 +12,7 @@ table2's warm start loads each row on `finetune.toml` instead of `base.toml` (`l
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -253,13 +254,23 @@ def _apply_override(data: dict, path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
+def _bounded(key: str, value: float | None, low: float, *, above: bool = False,
+             high: float | None = None) -> tuple[bool, str]:
+    """A check that `value` is finite and >= `low` (> `low` when `above`, and <= `high` if given); None passes, for
+    optional keys. NaN fails any comparison, but inf passes `> 0` and only breaks the run after it has been written."""
+    ok = value is None or (math.isfinite(value) and (value > low if above else value >= low)
+                           and (high is None or value <= high))
+    wanted = f"{'>' if above else '>='} {low:g}" + ("" if high is None else f" and <= {high:g}")
+    return ok, f"{key} must be a finite number {wanted}, got {value}"
+
+
 def validate(config: RunConfig) -> RunConfig:
     """Check values that types alone cannot, so that a run fails before it writes anything."""
-    model, loss, train, gumbel = config.model, config.loss, config.train, config.gumbel
+    model, loss, train, gumbel, optim = config.model, config.loss, config.train, config.gumbel, config.optim
     checks = [
         (model.arch in ARCHS, f"model.arch: unknown architecture {model.arch!r}; choose one of {sorted(ARCHS)}"),
         (model.variant in VARIANTS, f"model.variant must be one of {VARIANTS}, got {model.variant!r}"),
-        (model.width > 0, f"model.width must be > 0, got {model.width}"),
+        _bounded("model.width", model.width, 0, above=True),
         (model.image_size == 0 or model.image_size >= 32,
          f"model.image_size must be 0 (the dataset's) or >= 32, got {model.image_size}"),
         (model.gate_hidden >= 1, f"model.gate_hidden must be >= 1, got {model.gate_hidden}"),
@@ -267,14 +278,14 @@ def validate(config: RunConfig) -> RunConfig:
         (config.gates.always_on_first >= 0 and config.gates.always_on_last >= 0,
          "gates.always_on_first and gates.always_on_last must be >= 0"),
         (0.0 < loss.target_rate <= 1.0, f"loss.target_rate must lie in (0, 1], got {loss.target_rate}"),
-        (loss.target_weight >= 0 and loss.iig_weight >= 0 and loss.unmasked_target_weight >= 0,
-         "loss weights must be >= 0"),
+        _bounded("loss.target_weight", loss.target_weight, 0),
+        _bounded("loss.iig_weight", loss.iig_weight, 0),
+        _bounded("loss.unmasked_target_weight", loss.unmasked_target_weight, 0),
         (loss.margin in ("none", *MARGIN_KINDS), f"loss.margin must be none, arcface or cosface, got {loss.margin!r}"),
-        (loss.margin_m >= 0 and loss.margin_scale > 0,
-         f"loss.margin_m must be >= 0 and loss.margin_scale > 0, got {loss.margin_m} and {loss.margin_scale}"),
-        (loss.distill_weight >= 0 and loss.distill_temperature > 0,
-         f"loss.distill_weight must be >= 0 and loss.distill_temperature > 0, got {loss.distill_weight} and "
-         f"{loss.distill_temperature}"),
+        _bounded("loss.margin_m", loss.margin_m, 0),
+        _bounded("loss.margin_scale", loss.margin_scale, 0, above=True),
+        _bounded("loss.distill_weight", loss.distill_weight, 0),
+        _bounded("loss.distill_temperature", loss.distill_temperature, 0, above=True),
         (loss.distill_weight == 0 or bool(model.init_from),
          "loss.distill_weight > 0 distils from the run in model.init_from (or train --init-from): give one"),
         (loss.target_warmup_epochs >= 0, f"loss.target_warmup_epochs must be >= 0, got {loss.target_warmup_epochs}"),
@@ -286,17 +297,25 @@ def validate(config: RunConfig) -> RunConfig:
         (train.seed >= 0, f"train.seed must be >= 0, got {train.seed}"),
         (train.min_steps >= 0, f"train.min_steps must be >= 0, got {train.min_steps}"),
         (0.0 <= train.select_from < 1.0, f"train.select_from must be in [0, 1), got {train.select_from}"),
-        (config.optim.gate_lr_factor > 0, f"optim.gate_lr_factor must be > 0, got {config.optim.gate_lr_factor}"),
+        _bounded("optim.gate_lr_factor", optim.gate_lr_factor, 0, above=True),
         (train.device in ("auto", "cpu", "cuda"), f"train.device must be auto, cpu or cuda, got {train.device!r}"),
-        (config.optim.schedule in LR_SCHEDULES,
-         f"optim.schedule must be one of {LR_SCHEDULES}, got {config.optim.schedule!r}"),
-        (config.optim.lr > 0, f"optim.lr must be > 0, got {config.optim.lr}"),
-        (config.optim.warmup_epochs >= 0, f"optim.warmup_epochs must be >= 0, got {config.optim.warmup_epochs}"),
-        (gumbel.temperature > 0, f"gumbel.temperature must be > 0, got {gumbel.temperature}"),
-        (gumbel.final_temperature is None or gumbel.final_temperature > 0,
-         f"gumbel.final_temperature must be > 0, got {gumbel.final_temperature}"),
-        (gumbel.noise >= 0 and (gumbel.final_noise is None or gumbel.final_noise >= 0),
-         f"gumbel.noise and gumbel.final_noise must be >= 0, got {gumbel.noise} and {gumbel.final_noise}"),
+        (optim.schedule in LR_SCHEDULES, f"optim.schedule must be one of {LR_SCHEDULES}, got {optim.schedule!r}"),
+        _bounded("optim.lr", optim.lr, 0, above=True),
+        _bounded("optim.momentum", optim.momentum, 0),
+        (not optim.momentum >= 1, f"optim.momentum must be < 1 (the velocity would never decay), got {optim.momentum}"),
+        _bounded("optim.weight_decay", optim.weight_decay, 0),
+        # torch's SGD refuses Nesterov momentum without momentum.
+        (not optim.nesterov or optim.momentum > 0,
+         f"optim.nesterov = true needs optim.momentum > 0, got {optim.momentum}"),
+        _bounded("optim.warmup_epochs", optim.warmup_epochs, 0),
+        # A step schedule decays: a factor above 1 would grow the learning rate at every milestone.
+        _bounded("optim.step_gamma", optim.step_gamma, 0, above=True, high=1),
+        (all(m >= 1 for m in optim.step_milestones),
+         f"optim.step_milestones must be epochs >= 1, got {optim.step_milestones}"),
+        _bounded("gumbel.temperature", gumbel.temperature, 0, above=True),
+        _bounded("gumbel.final_temperature", gumbel.final_temperature, 0, above=True),
+        _bounded("gumbel.noise", gumbel.noise, 0),
+        _bounded("gumbel.final_noise", gumbel.final_noise, 0),
         (0.0 <= config.data.val_from_train < 1.0,
          f"data.val_from_train must lie in [0, 1), got {config.data.val_from_train}"),
         (config.data.folds == 0 or (config.data.folds >= 2 and 0 <= config.data.fold < config.data.folds),

@@ -8,12 +8,15 @@ Python values, so they load with `torch.load(..., weights_only=True)`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import hashlib
 import io
 import json
 import os
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +26,7 @@ import torch
 
 from facegraph.config import RunConfig, config_from_dict
 from facegraph.data import UNKNOWN
-from facegraph.data.prepared import IDENTITIES_FILE, MANIFEST_FILE
+from facegraph.data.prepared import IDENTITIES_FILE, MANIFEST_FILE, PREPARE_FILE
 from facegraph.errors import ConfigError, DataError, FacegraphError
 
 CONFIG_FILE = "config.json"
@@ -31,11 +34,15 @@ ENVIRONMENT_FILE = "environment.json"
 DATASET_FILE = "dataset.json"
 METRICS_FILE = "metrics.jsonl"
 DONE_FILE = "done.json"
+LOCK_FILE = "train.lock"
+EXPORT_FILE = "export.json"  # what `facegraph export` writes (last) into its folder: {"format": ..., ...}
 CHECKPOINTS = "checkpoints"
 LAST = "last"
 BEST = "best"
 PENDING_SUFFIX = ".pending"
 EVAL_DIR = "eval"
+# What --resume needs of last.pt besides the weights; a best.pt or an export holds none of it.
+TRAINING_STATE_KEYS = ("optimizer", "scheduler", "rng", "epoch", "best_val_top1", "best_epoch")
 # eval/<split>-images.csv: these columns, then one per dataset feature, then readout_<feature> per read-out.
 IMAGE_COLUMNS = ("sample", "path", "identity", "name", "predicted", "correct", "top5_correct", "confidence",
                  "gmacs", "active_gates", "gates")
@@ -83,6 +90,20 @@ def dataset_fingerprint(root: Path) -> str:
         except OSError as error:
             raise DataError(f"cannot read {path}: {error.strerror}") from None
     return digest.hexdigest()
+
+
+def preparation_fingerprint(root: Path) -> str:
+    """SHA-256 over what prepare.json records of how the pixels were made (image size, preparation parameters,
+    normalisation): re-preparing the same photos with another crop keeps `dataset_fingerprint` but changes this."""
+    path = root / PREPARE_FILE
+    info = read_json(path)
+    if not isinstance(info, dict):
+        raise DataError(f"{path} is not a JSON object")
+    # The worker count changes how fast a dataset is prepared, not its pixels.
+    parameters = {key: value for key, value in info.get("parameters", {}).items() if key != "workers"}
+    described = {"image_size": info.get("image_size"), "parameters": parameters,
+                 "normalization": info.get("normalization")}
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------- checkpoints
@@ -133,6 +154,16 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
                              f"{first}") from None
     if not isinstance(state, dict) or "model" not in state:
         raise FacegraphError(f"checkpoint {path} is not a facegraph checkpoint (no model weights)")
+    return state
+
+
+def load_training_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint a training can continue from (last.pt): the weights and the optimizer, scheduler and RNG state."""
+    state = load_checkpoint(path)
+    missing = [key for key in TRAINING_STATE_KEYS if key not in state]
+    if missing:
+        raise FacegraphError(f"checkpoint {path} holds no training state (no {', '.join(missing)}): --resume needs "
+                             f"the last.pt a training wrote, not a copy of best.pt or an export")
     return state
 
 
@@ -291,6 +322,10 @@ class RunDir:
     def environment_path(self) -> Path:
         return self.path / ENVIRONMENT_FILE
 
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK_FILE
+
     def checkpoint_path(self, name: str) -> Path:
         return self.path / CHECKPOINTS / f"{name}.pt"
 
@@ -353,11 +388,32 @@ class RunDir:
 
     # -------------------------------------------------------------------------------------------------- writing
 
-    def write_start(self, config: RunConfig, environment: dict[str, Any], dataset: dict[str, Any]) -> None:
+    @contextlib.contextmanager
+    def training_lock(self) -> Iterator[None]:
+        """Hold train.lock (an exclusive flock) while training: a second training of this run fails at once instead
+        of interleaving its writes. The kernel drops the lock when the holder dies, so a killed run never leaves it
+        held; the file itself stays and only records the last holder's pid."""
         self.path.mkdir(parents=True, exist_ok=True)
-        write_json(self.config_path, config.to_dict())
+        handle = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(handle, 32).decode("ascii", errors="replace").strip() or "unknown"
+                raise FacegraphError(f"{self.path} is being trained by another process (pid {holder})") from None
+            os.ftruncate(handle, 0)
+            os.write(handle, f"{os.getpid()}\n".encode("ascii"))
+            yield
+        finally:
+            os.close(handle)  # releases the lock
+
+    def write_start(self, config: RunConfig, environment: dict[str, Any], dataset: dict[str, Any]) -> None:
+        """config.json last: it marks a run as started (open_run, --resume), so a kill before it leaves a folder a
+        fresh training may take over, never a started run without its dataset.json."""
+        self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.environment_path, environment)
         write_json(self.dataset_path, dataset)
+        write_json(self.config_path, config.to_dict())
 
     def write_evaluation(self, split: str, summary: dict[str, Any]) -> None:
         write_json(self.evaluation_path(split), summary)
@@ -387,19 +443,19 @@ class RunDir:
         """Bring an interrupted run to its last committed epoch and return last.pt's state (None without one):
         finish or drop a pending best checkpoint, and make metrics.jsonl hold exactly the committed epochs."""
         last_path = self.checkpoint_path(LAST)
-        if not last_path.is_file():
-            return None
-        state = load_checkpoint(last_path)
+        state = load_training_checkpoint(last_path) if last_path.is_file() else None
         for folder in (self.path, last_path.parent):  # temporaries of writes a kill cut short (atomic_write_bytes)
             for stale in folder.glob(".*.tmp*"):
                 stale.unlink(missing_ok=True)
         best = self.checkpoint_path(BEST)
         pending = best.with_name(best.name + PENDING_SUFFIX)
         if pending.is_file():
-            if load_checkpoint(pending).get("epoch") == state["best_epoch"]:
+            if state is not None and load_checkpoint(pending).get("epoch") == state["best_epoch"]:
                 os.replace(pending, best)
             else:
                 pending.unlink()
+        if state is None:
+            return None
         rows = [row for row in self.metrics() if row["epoch"] <= state["epoch"]]
         if not rows or rows[-1]["epoch"] != state["epoch"]:
             rows.append(state["row"])

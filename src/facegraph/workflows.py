@@ -12,6 +12,7 @@ from facegraph.analysis.table import ModelRuns, paired_rows, table_rows, write_t
 from facegraph.config import RunConfig, config_differences, describe_differences, list_presets, load_config
 from facegraph.data import Selection, load_prepared, prepare_lfw
 from facegraph.data.sources.lfw import LFW_FOLDER
+from facegraph.engine.evaluate import evaluate_run
 from facegraph.engine.train import train
 from facegraph.errors import ConfigError, DataError, FacegraphError
 from facegraph.rundir import RunDir
@@ -45,9 +46,22 @@ def ensure_run(config: RunConfig, data: Path, run_dir: Path) -> dict:
     else:
         train(config, data, run_dir, resume=run.config_path.is_file())
     evaluation = run.evaluation("test")
+    if evaluation is None and "test" in run.dataset().get("splits", {}):
+        logger.info("%s has lost its test evaluation: evaluating it again", run_dir)
+        evaluate_run(run_dir, "test", data_root=data)
+        evaluation = run.evaluation("test")
     if evaluation is None:
         raise FacegraphError(f"{run_dir} finished without a test evaluation: the dataset needs a test split")
     return evaluation
+
+
+def check_folds(data: Path, folds: int, fold_seed: int) -> None:
+    """Refuse, before anything trains, a cross-validation with a fold that would test on no photo."""
+    dataset = load_prepared(data)
+    for fold in range(folds):
+        if not dataset.cross_validation_fold(folds, fold, fold_seed).split_indices("test"):
+            raise ConfigError(f"--folds {folds}: fold {fold} of {data} would hold no test image "
+                              f"({len(dataset.samples)} photos); use fewer folds")
 
 
 @dataclass(frozen=True)
@@ -108,6 +122,8 @@ def run_table2(preset: str, data: str | Path, out: str | Path, *, seeds: int = 1
     if fold_seed and not folds:
         raise FacegraphError("a fold seed deals the photos into cross-validation folds: give the number of folds too")
     out, data = Path(out), Path(data)
+    if folds:
+        check_folds(data, folds, fold_seed)
 
     def seed_overrides(seed: int) -> list[str]:
         fold = [f"data.folds={folds}", f"data.fold={seed}", f"data.fold_seed={fold_seed}"] if folds else []

@@ -4,7 +4,8 @@ Pure functions over plain numbers and arrays (numpy, scipy.stats); nothing here 
 
 - binomial_interval: exact (Clopper-Pearson) interval of one accuracy measured on `total` test images.
 - paired_difference: per-seed differences a - b of two models trained with the same seeds, their mean, sample std
-  and t-based interval; a finding is `supported` only when that interval excludes zero.
+  and t-based interval; a finding is `supported` only when that interval excludes zero. Over cross-validation
+  folds, whose training sets overlap, the interval can be widened by Nadeau and Bengio's correction.
 - mcnemar_exact: McNemar's exact test on two models' right/wrong answers on the same test images, and the interval
   of their accuracy difference over those images.
 - mean_std: mean and sample std (ddof=1 by default) of a column that may hold missing (None) values.
@@ -47,7 +48,8 @@ class PairedDifference:
     difference at `confidence` (t distribution with n - 1 degrees of freedom). With one seed std, low and high
     are nan: no interval can be computed, and `supported` is False. So are low and high when every seed gave the
     same difference (std 0, as whole-image steps on a small test set can): a zero-width interval would call any
-    such difference supported, while the seeds have only failed to show their spread.
+    such difference supported, while the seeds have only failed to show their spread. `test_train_ratio` > 0: the
+    interval was corrected for overlapping training sets (see paired_difference).
     """
 
     mean: float
@@ -57,6 +59,7 @@ class PairedDifference:
     high: float
     confidence: float
     differences: tuple[float, ...]
+    test_train_ratio: float = 0.0
 
     @property
     def has_interval(self) -> bool:
@@ -95,18 +98,26 @@ class PairedDifference:
         if not self.has_interval:
             return f"{mean} ({samples}, no interval{': every one the same' if self.n > 1 else ''})"
         percent = f"{100 * self.confidence:g} %"
+        corrected = ", corrected for overlapping training sets" if self.test_train_ratio else ""
         return (f"{mean} +- {self.std * scale:.{digits}f}{unit} ({percent} interval {self.low * scale:+.{digits}f} "
-                f"to {self.high * scale:+.{digits}f}{unit}, {samples}): {self.verdict}")
+                f"to {self.high * scale:+.{digits}f}{unit}, {samples}{corrected}): {self.verdict}")
 
 
-def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> PairedDifference:
+def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95,
+                      test_train_ratio: float = 0.0) -> PairedDifference:
     """Mean, sample std and t interval of the per-seed differences a[i] - b[i].
 
     a and b hold one accuracy per seed, in the same seed order (e.g. AIG and ResNet trained with seeds 0..n-1).
-    The interval is mean +- t_{(1 + confidence)/2, n-1} * std / sqrt(n). With n = 1 the std and the interval are
-    nan (one seed says nothing about the spread between seeds); with identical differences (std 0) the interval is
-    nan (see PairedDifference).
+    The interval is mean +- t_{(1 + confidence)/2, n-1} * std * sqrt(1/n + test_train_ratio). With the default
+    ratio 0 that is the plain t interval, right for independent seeds on one split. Cross-validation folds are not
+    independent: any two share most of their training images, so their differences correlate and the plain
+    interval is too narrow. Nadeau and Bengio (2003, "Inference for the generalization error") correct the
+    variance of the mean from std^2 / n to std^2 (1/n + n_test / n_train); pass `test_train_ratio` = n_test /
+    n_train of a fold. With n = 1 the std and the interval are nan (one seed says nothing about the spread between
+    seeds); with identical differences (std 0) the interval is nan (see PairedDifference).
     """
+    if test_train_ratio < 0:
+        raise ValueError(f"test_train_ratio must be >= 0, got {test_train_ratio}")
     first, second = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if first.ndim != 1 or first.shape != second.shape or len(first) == 0:
         raise ValueError(f"expected two non-empty 1-D sequences of equal length, got shapes {first.shape} and "
@@ -124,10 +135,11 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
         if std == 0:
             low = high = math.nan
         else:
-            half_width = float(stats.t.ppf((1 + confidence) / 2, df=n - 1)) * std / math.sqrt(n)
+            t_quantile = float(stats.t.ppf((1 + confidence) / 2, df=n - 1))
+            half_width = t_quantile * std * math.sqrt(1 / n + test_train_ratio)
             low, high = mean - half_width, mean + half_width
     return PairedDifference(mean=mean, std=std, n=n, low=low, high=high, confidence=confidence,
-                            differences=tuple(float(d) for d in differences))
+                            differences=tuple(float(d) for d in differences), test_train_ratio=test_train_ratio)
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,8 @@ class PairedRow:
     pooled: McNemarResult | None = None
     pooled_folds: int = 0  # distinct folds pooled ...
     folds: int = 0  # ... of the cross-validation's folds: all of them test every photo once
+    # Over cross-validation folds: the same differences with Nadeau and Bengio's interval, which decides the finding.
+    corrected: PairedDifference | None = None
 
 
 def _correct_by_sample(run_dir: Path) -> dict[int, bool]:
@@ -142,8 +144,8 @@ def paired_rows(models: list[ModelRuns]) -> list[PairedRow]:
         if model is baseline:
             continue
         seeds = min(len(model.evaluations), len(baseline.evaluations))
-        difference = paired_difference([100 * e["top1"] for e in model.evaluations[:seeds]],
-                                       [100 * e["top1"] for e in baseline.evaluations[:seeds]])
+        top1s = [[100 * e["top1"] for e in m.evaluations[:seeds]] for m in (model, baseline)]
+        difference = paired_difference(*top1s)
         tests, pooled_mine, pooled_theirs = [], [], []
         for seed in range(min(seeds, len(model.run_dirs), len(baseline.run_dirs))):
             mine, theirs = _correct_by_sample(model.run_dirs[seed]), _correct_by_sample(baseline.run_dirs[seed])
@@ -157,12 +159,25 @@ def paired_rows(models: list[ModelRuns]) -> list[PairedRow]:
             pooled_theirs += [theirs[i] for i in samples]
         folds_tested = _distinct_folds(model, len(tests))
         pooled = mcnemar_exact(pooled_mine, pooled_theirs) if folds_tested else None
+        test_train = _test_train_ratio(model.run_dirs[:len(tests)]) if folds_tested == seeds else None
+        corrected = None if test_train is None else paired_difference(*top1s, test_train_ratio=test_train)
         gmacs, base_gmacs = (mean_std([e.get("gmacs", {}).get("mean") for e in m.evaluations])[0]
                              for m in (model, baseline))
         ratio = gmacs / base_gmacs if gmacs is not None and base_gmacs else None
         rows.append(PairedRow(model.name, paper.model_label(model.config), difference, tests, ratio, pooled,
-                              folds_tested, model.config.data.folds))
+                              folds_tested, model.config.data.folds, corrected))
     return rows
+
+
+def _test_train_ratio(run_dirs: list[Path]) -> float | None:
+    """Mean test / training images of the runs' folds (dataset.json), or None where a run did not record them."""
+    ratios = []
+    for run_dir in run_dirs:
+        splits = RunDir(run_dir).dataset().get("splits", {}) if RunDir(run_dir).dataset_path.is_file() else {}
+        if not splits.get("train") or not splits.get("test"):
+            return None
+        ratios.append(splits["test"] / splits["train"])
+    return sum(ratios) / len(ratios) if ratios else None
 
 
 def _distinct_folds(model: ModelRuns, seeds: int) -> int:
@@ -179,24 +194,24 @@ def paired_markdown(rows: list[PairedRow]) -> list[str]:
     if not rows:
         return []
     lines = ["## Paired against the ResNet (same seeds, same test images)", "",
-             "| Model | Top-1 minus ResNet (points) | 95 % interval (t over seeds) | Finding | McNemar exact p "
-             "(per seed) | GMACs vs ResNet |", "|---|---|---|---|---|---|"]
+             "| Model | Top-1 minus ResNet (points) | 95 % interval (t over seeds) | 95 % interval, corrected for "
+             "overlapping training sets | Finding | McNemar exact p (per seed) | GMACs vs ResNet |",
+             "|---|---|---|---|---|---|---|"]
     for row in rows:
         d = row.difference
-        if d.has_interval:
-            interval = f"{d.low:+.2f} to {d.high:+.2f}"
-        else:
-            interval = "n/a (1 seed)" if d.n == 1 else "n/a (every seed the same)"
         spread = f" ± {d.std:.2f}" if d.n > 1 else ""
-        finding = ("supported: better" if d.direction > 0 else "supported: worse") if d.supported else (
-            "not resolved (interval includes 0)" if d.has_interval else
-            "needs >= 2 seeds" if d.n == 1 else "not resolved (no spread between seeds to size an interval)")
+        corrected = _interval(row.corrected) if row.corrected is not None else "n/a (not cross-validation)"
         pvalues = ", ".join(f"{t.p_value:.3g} ({t.b10}/{t.b01})" for t in row.mcnemar) or "n/a"
         ratio = f"{row.gmacs_ratio:.3f}x" if row.gmacs_ratio is not None else "n/a"
-        lines.append(f"| {row.model} | {d.mean:+.2f}{spread} ({d.n} seed{'s' if d.n != 1 else ''}) | {interval} | "
-                     f"{finding} | {pvalues} | {ratio} |")
+        lines.append(f"| {row.model} | {d.mean:+.2f}{spread} ({d.n} seed{'s' if d.n != 1 else ''}) | {_interval(d)} | "
+                     f"{corrected} | {_finding(row)} | {pvalues} | {ratio} |")
     lines += ["", "McNemar: exact two-sided binomial test on the test images one model gets right and the other wrong "
               "(in brackets: right only with this model / right only with the ResNet)."]
+    if any(row.corrected is not None for row in rows):
+        lines.append("The folds of a cross-validation share most of their training images, so their differences "
+                     "are not independent and the t interval over folds is too narrow; the corrected interval "
+                     "(Nadeau and Bengio, 2003: the variance of the mean std^2 (1/K + n_test/n_train) instead of "
+                     "std^2/K) decides the finding.")
     for row in rows:
         if row.pooled is not None:
             t = row.pooled
@@ -208,6 +223,24 @@ def paired_markdown(rows: list[PairedRow]) -> list[str]:
                          f"images {100 * low:+.2f} to {100 * high:+.2f}; it leaves out training noise, which the "
                          f"interval over seeds holds), McNemar p = {t.p_value:.3g} ({t.b10}/{t.b01}).")
     return lines
+
+
+def _interval(d: PairedDifference) -> str:
+    if d.has_interval:
+        return f"{d.low:+.2f} to {d.high:+.2f}"
+    return "n/a (1 seed)" if d.n == 1 else "n/a (every seed the same)"
+
+
+def _finding(row: PairedRow) -> str:
+    """Supported only where the deciding interval (the corrected one over cross-validation folds) excludes 0."""
+    d = row.corrected or row.difference
+    if d.supported:
+        return "supported: better" if d.direction > 0 else "supported: worse"
+    if row.difference.supported:
+        return "not resolved (the corrected interval includes 0)"
+    if d.has_interval:
+        return "not resolved (interval includes 0)"
+    return "needs >= 2 seeds" if d.n == 1 else "not resolved (no spread between seeds to size an interval)"
 
 
 def _cell(row: dict[str, Any], key: str) -> str:

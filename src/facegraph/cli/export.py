@@ -21,7 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                             "state; torch.load(..., weights_only=True)), a folder facegraph.load and `facegraph "
                             "predict` accept as a run. torchscript and onnx: the fused inference graph (BatchNorm "
                             "folded, NCHW) traced in dense mode, gates applied by masking (every block runs; same "
-                            "logits and gates as skipping). "
+                            "logits and gates as skipping), in fp32 whatever precision the run infers in (a warning "
+                            "says when they differ); it outputs logits and gate values, not embeddings. "
                             "export.json describes what was written.", EXAMPLES)
     parser.add_argument("run_dir", metavar="RUN", help="run directory written by `facegraph train`")
     parser.add_argument("--out", required=True, metavar="DIR", help="new (or empty) folder to write the export into")
@@ -39,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
           f"{model_file}, config.json, dataset.json, export.json")
     if "execution" in description:
         print(f"  execution: {description['execution']}")
+        scale = "" if description["classifier"] == "linear" else \
+            f" (cosines: probabilities softmax({description['logit_scale']:g} x logits))"
+        print(f"  outputs: logits{scale} and gate values, not embeddings; computed in {description['precision']}, "
+              f"the run infers in {description['run_precision']}")
     print(f"  input: (B, 3, {description['image_size']}, {description['image_size']}) images preprocessed as "
           f"dataset.json says; {description['num_classes']} identities")
     return 0

@@ -21,7 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                             "With --gallery, each photo is also searched among the gallery's people (open set): "
                             "the answer is the best-scoring person, or 'unknown' when that score is below a threshold "
                             "calibrated at --far on impostor pairs of the gallery itself; the closed-set top-5 of the "
-                            "classifier is still shown.",
+                            "classifier is still shown. A photo that is itself a gallery image (or a copy) is marked: "
+                            "it matches itself.",
                             EXAMPLES)
     parser.add_argument("run_dir", metavar="RUN", help="run directory written by `facegraph train`")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="photos (any size; cut as the run's dataset was prepared)")
@@ -36,9 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--far", type=unit_interval, default=1e-3,
                         help="with --gallery: the false-accept rate the threshold is calibrated at, on the gallery's "
                              "own impostor pairs (every two images of different gallery people); a best score below "
-                             "the threshold answers 'unknown'. It is a rate per comparison: a stranger is compared "
-                             "with every gallery person, so about (people x FAR) of strangers are matched to someone "
-                             "(docs/results.md measures it)")
+                             "the threshold answers 'unknown'. It is a rate per image pair: a stranger is compared "
+                             "with every gallery image (a person scores their best image), so up to (gallery images "
+                             "x FAR) of strangers are matched to someone (docs/results.md measures it)")
     add_layout_option(parser, "--batch-size")
     parser.set_defaults(run=run)
 
@@ -60,7 +61,7 @@ def _print_text(prediction) -> None:
 
 
 def _search_dict(result) -> dict:
-    return {"answer": result.answer, "best_score": result.best_score,
+    return {"answer": result.answer, "best_score": result.best_score, "in_gallery": result.in_gallery,
             "ranked": [{"person": name, "score": score} for name, score in result.ranked]}
 
 
@@ -89,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         if gallery is not None:
             print(f"gallery {args.gallery}: {len(gallery.gallery.people)} people, {gallery.images} images; threshold "
-                  f"{gallery.threshold:.4f} at FAR {gallery.far:g} over {gallery.impostor_pairs} impostor pairs")
+                  f"{gallery.threshold:.4f} at FAR {gallery.far:g} over {gallery.impostor_pairs} impostor pairs "
+                  f"(strangers named: up to {gallery.images} x {gallery.far:g} = {gallery.false_alarm_bound:.3g})")
         for result in results:
             if isinstance(result, PhotoPrediction):
                 _print_text(result)
@@ -97,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
                     search = searches[result.image]
                     ranked = ", ".join(f"{name} {score:.3f}" for name, score in search.ranked)
                     print(f"  gallery: {search.answer} (best {search.best_score:.3f}; {ranked})")
+                    if search.in_gallery:
+                        print("  note: this photo is one of the gallery's images (or a copy): it matches itself, "
+                              "not recognition")
     for failure in failures:
         print(f"facegraph predict: error: {failure.error}", file=sys.stderr)
     return 2 if failures else 0

@@ -9,7 +9,9 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
+import reprlib
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -169,7 +171,59 @@ def _read_info(root: Path) -> dict[str, Any]:
     for key in ("image_size", "features", "counts", "normalization"):
         if key not in info:
             raise DataError(f"{info_path}: key {key!r} is missing")
+    _check_info(info_path, info)
     return info
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_info(info_path: Path, info: dict[str, Any]) -> None:
+    """The types and shapes of what ``load_prepared`` reads from ``prepare.json`` (as ``StagedDataset.commit`` writes
+    it), so that a hand-edited file fails here, not as a traceback in the middle of training."""
+
+    def bad(key: str, value: Any, expected: str) -> DataError:
+        return DataError(f"{info_path}: {key} is {reprlib.repr(value)}, expected {expected}")
+
+    def member(section: dict[str, Any], name: str, key: str) -> Any:
+        if key not in section:
+            raise DataError(f"{info_path}: key {f'{name}.{key}'!r} is missing")
+        return section[key]
+
+    image_size = info["image_size"]
+    if not _is_count(image_size) or image_size == 0:
+        raise bad("image_size", image_size, "a positive whole number of pixels")
+    features = info["features"]
+    if not isinstance(features, dict):
+        raise bad("features", features, "a mapping of feature name to its list of labels")
+    for name, words in features.items():
+        if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
+            raise bad(f"features.{name}", words, "a list of label strings")
+    counts = info["counts"]
+    if not isinstance(counts, dict):
+        raise bad("counts", counts, "a mapping with the numbers of identities and images")
+    for key in ("identities", "images"):
+        if not _is_count(value := member(counts, "counts", key)):
+            raise bad(f"counts.{key}", value, "a whole number >= 0")
+    normalization = info["normalization"]
+    if not isinstance(normalization, dict):
+        raise bad("normalization", normalization, "a mapping with mean and std")
+    for key, low in (("mean", -math.inf), ("std", 0.0)):  # a std of 0 divides by zero when images are normalised
+        values = member(normalization, "normalization", key)
+        if not isinstance(values, list) or len(values) != 3 or not all(_is_finite(v) and v > low for v in values):
+            raise bad(f"normalization.{key}", values,
+                      "three finite numbers, one per RGB channel" + (", each > 0" if low == 0 else ""))
+    parameters = info.get("parameters", {})
+    if not isinstance(parameters, dict):
+        raise bad("parameters", parameters, "a mapping")
+    center_crop = parameters.get("center_crop", 1.0)
+    if not _is_finite(center_crop) or not 0 < center_crop <= 1:
+        raise bad("parameters.center_crop", center_crop, "a fraction in (0, 1]")
 
 
 def _read_identities(root: Path, features: dict[str, list[str]]) -> list[Identity]:
@@ -208,7 +262,8 @@ def _read_samples(root: Path, identity_count: int) -> list[Sample]:
         relative = PurePosixPath(image)
         if relative.is_absolute() or ".." in relative.parts or not image:
             raise DataError(f"{path}, line {line}, column path: {image!r} is not a path inside the dataset")
-        if not identity_text.isdigit() or int(identity_text) >= identity_count:
+        # isdigit alone admits digits int() refuses ('²'); isascii keeps to 0-9.
+        if not (identity_text.isascii() and identity_text.isdigit()) or int(identity_text) >= identity_count:
             raise DataError(f"{path}, line {line}, column identity: {identity_text!r} is not an identity of {IDENTITIES_FILE}")
         if split not in SPLIT_NAMES:
             raise DataError(f"{path}, line {line}, column split: unknown split {split!r} (expected {', '.join(SPLIT_NAMES)})")
@@ -239,19 +294,19 @@ def load_prepared(root: str | Path) -> PreparedDataset:
     normalization = info["normalization"]
     return PreparedDataset(
         root=root,
-        image_size=int(info["image_size"]),
+        image_size=info["image_size"],
         identities=identities,
         samples=samples,
         features=features,
-        mean=tuple(normalization["mean"]),
-        std=tuple(normalization["std"]),
+        mean=tuple(float(v) for v in normalization["mean"]),
+        std=tuple(float(v) for v in normalization["std"]),
         center_crop=float(info.get("parameters", {}).get("center_crop", 1.0)),
         info=info,
     )
 
 
 def _process_alive(pid_text: str) -> bool:
-    if not pid_text.isdigit():
+    if not (pid_text.isascii() and pid_text.isdigit()):
         return False
     try:
         os.kill(int(pid_text), 0)

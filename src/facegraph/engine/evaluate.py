@@ -23,7 +23,8 @@ from facegraph.errors import DataError, FacegraphError
 from facegraph.flops import CONV_ONLY, CostTable
 from facegraph.graphs import label_prototypes, read_out
 from facegraph.models import DEFAULT_LAYOUT, GatedResNet
-from facegraph.rundir import BEST, dataset_fingerprint, image_records_header, write_image_records
+from facegraph.rundir import (BEST, dataset_fingerprint, image_records_header, preparation_fingerprint,
+                              write_image_records)
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,10 @@ def dataset_of_run(trained: TrainedRun, data_root: str | Path | None = None) -> 
     if stored is not None and dataset_fingerprint(Path(dataset.root)) != stored:
         raise DataError(f"{root} is not the dataset {trained.path} was trained on (manifest/identities fingerprint "
                         f"differs from {trained.run.dataset_path})")
+    preparation = trained.dataset.get("preparation_fingerprint")  # absent in runs trained before it was recorded
+    if preparation is not None and preparation_fingerprint(Path(dataset.root)) != preparation:
+        raise DataError(f"{root} was prepared again since {trained.path} was trained (image size, crop or "
+                        f"normalisation differ from what {trained.run.dataset_path} records)")
     return paper.run_dataset(trained.config, dataset)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -25,8 +26,8 @@ from facegraph.errors import ConfigError, FacegraphError
 from facegraph.flops import cost_table
 from facegraph.graphs import training_loss
 from facegraph.models import GatedResNet, autocast
-from facegraph.rundir import (BEST, LAST, RunDir, check_output_folder, dataset_fingerprint, load_checkpoint,
-                              restore_rng_states, rng_states)
+from facegraph.rundir import (BEST, LAST, RunDir, check_output_folder, dataset_fingerprint, load_training_checkpoint,
+                              preparation_fingerprint, restore_rng_states, rng_states)
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +46,11 @@ def seed_everything(seed: int) -> None:
 
 
 def dataset_summary(dataset: PreparedDataset) -> dict:
-    """dataset.json: what later commands need from the dataset without re-reading it, and its fingerprint."""
+    """dataset.json: what later commands need from the dataset without re-reading it, and its fingerprints (which
+    photos and people; how their pixels were prepared)."""
     return {
         "root": str(Path(dataset.root).resolve()), "fingerprint": dataset_fingerprint(Path(dataset.root)),
+        "preparation_fingerprint": preparation_fingerprint(Path(dataset.root)),
         "image_size": dataset.image_size, "center_crop": dataset.center_crop, "mean": list(dataset.mean),
         "std": list(dataset.std), "identities": [identity.name for identity in dataset.identities],
         "features": dataset.features,
@@ -92,6 +95,11 @@ def check_resume(run: RunDir, config: RunConfig, dataset: dict, resume: bool) ->
     if previous.get("fingerprint") != dataset["fingerprint"] or previous.get("identities") != dataset["identities"]:
         raise FacegraphError(f"--resume: {dataset['root']} is not the dataset {run.path} was trained on "
                              f"({previous.get('root')}: its manifest/identities fingerprint differs)")
+    # Runs started before the preparation fingerprint existed have none: they are checked on the manifest alone.
+    preparation = dataset["preparation_fingerprint"]
+    if previous.get("preparation_fingerprint", preparation) != preparation:
+        raise FacegraphError(f"--resume: {dataset['root']} was prepared again since {run.path} started (image size, "
+                             f"crop or normalisation differ from what {run.dataset_path} records)")
     return True
 
 
@@ -108,21 +116,28 @@ def train(config: RunConfig, data_root: str | Path, out: str | Path, *, resume: 
 
     Everything is validated before anything is written. Each epoch is committed atomically (rundir.commit_epoch),
     the best epoch on the val split is kept, and the test split is evaluated once at the end. Under torchrun every
-    rank trains its shard (DistributedDataParallel); only rank 0 writes.
+    rank trains its shard (DistributedDataParallel); only rank 0 writes, holding the run's train.lock throughout, so
+    that a second training of `out` fails at once.
     """
     _check_device(config)
     context = distributed.setup(config.train.device)
     try:
-        return _train(config, data_root, RunDir(Path(out)), resume, context)
+        with contextlib.ExitStack() as held:
+            return _train(config, data_root, RunDir(Path(out)), resume, context, held)
     finally:
         distributed.teardown(context)
 
 
-def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, context: distributed.Context) -> Path:
+def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, context: distributed.Context,
+           held: contextlib.ExitStack) -> Path:
+    """`held` keeps the run's lock until train() returns."""
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     seed_everything(config.train.seed + context.rank)
     dataset = paper.run_dataset(config, load_prepared(data_root))
+    if config.data.folds and "test" not in dataset.splits:
+        raise ConfigError(f"data.folds = {config.data.folds}: fold {config.data.fold} of {dataset.root} holds no test "
+                          f"image ({len(dataset.samples)} photos); use fewer folds")
     paper.image_size(config, dataset.image_size)
     summary = dataset_summary(dataset)
     resuming = check_resume(run, config, summary, resume) if context.is_main else False
@@ -173,17 +188,24 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
 
     start_epoch, best_val_top1, best_epoch = 0, None, 0
     state = None
+    if not resuming and config.model.init_from:
+        warm_start(model, config.model.init_from, summary["identities"])  # weights that do not fit: nothing written
+    if context.is_main:
+        # The first write: from here on a second training of this run fails at once instead of interleaving.
+        held.enter_context(run.training_lock())
+        check_resume(run, config, summary, resume)  # again, under the lock: another training may have written since
     if resuming:
         state = run.recover() if context.is_main else None
         distributed.barrier(context)
         if not context.is_main:
             last = run.checkpoint_path(LAST)
-            state = load_checkpoint(last) if last.is_file() else None
-    else:
-        if config.model.init_from:
+            state = load_training_checkpoint(last) if last.is_file() else None
+        # Killed before its first committed epoch: it starts again as a fresh run would, warm start included (loading
+        # draws no random numbers, so training goes on from the seeded state an uninterrupted run has).
+        if state is None and config.model.init_from:
             warm_start(model, config.model.init_from, summary["identities"])
-        if context.is_main:
-            run.write_start(config, environment(context.world_size, str(context.device)), summary)
+    elif context.is_main:
+        run.write_start(config, environment(context.world_size, str(context.device)), summary)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -196,10 +218,11 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
         restore_rng_states(state["rng"][context.rank])
         start_epoch, best_val_top1, best_epoch = state["epoch"], state["best_val_top1"], state["best_epoch"]
         if context.is_main:
-            if config.train.epochs > run.config().train.epochs:
-                run.write_start(config, environment(context.world_size, str(context.device)), summary)
-                run.done_path.unlink(missing_ok=True)
             logger.info("resuming %s after epoch %d", run.path, start_epoch)
+    # A lengthened run records its new length, whether or not an epoch was committed before.
+    if resuming and context.is_main and config.train.epochs > run.config().train.epochs:
+        run.write_start(config, environment(context.world_size, str(context.device)), summary)
+        run.done_path.unlink(missing_ok=True)
 
     table = cost_table(model, dataset.image_size)
     ddp_model = DistributedDataParallel(model) if context.distributed else model

@@ -22,7 +22,7 @@ from facegraph.errors import FacegraphError
 from facegraph.flops import CostTable, cost_table
 from facegraph.graphs import FeatureMasks
 from facegraph.models import DEFAULT_LAYOUT, LAYOUTS, GatedResNet
-from facegraph.rundir import BEST, LAST, RunDir, load_checkpoint, open_run
+from facegraph.rundir import BEST, CHECKPOINTS, EXPORT_FILE, LAST, RunDir, load_checkpoint, open_run, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ def load_trained(run_dir: str | Path, checkpoint: str = BEST, *, warn_unfinished
     never a silent fallback to `last`; an unfinished run is loaded with a warning."""
     if checkpoint not in (BEST, LAST):
         raise FacegraphError(f"checkpoint must be {BEST} or {LAST}, got {checkpoint!r}")
+    refuse_traced_export(run_dir)
     run = open_run(run_dir)
     config, dataset = run.config(), run.dataset()
     if warn_unfinished and not run.is_done:
@@ -85,6 +86,19 @@ def load_trained(run_dir: str | Path, checkpoint: str = BEST, *, warn_unfinished
     model.eval()
     masks = {m.feature: m for m in paper.iig_masks(config, model.num_gates, dataset["features"])}
     return TrainedRun(run, config, dataset, model, checkpoint, masks, cost_table(model, dataset["image_size"]))
+
+
+def refuse_traced_export(path: str | Path) -> None:
+    """A one-line error for a folder `facegraph export` wrote in a format facegraph does not load back (torchscript,
+    onnx: no weights a GatedResNet takes); a state-dict export is a minimal run directory and passes."""
+    description = Path(path) / EXPORT_FILE
+    if not description.is_file():
+        return
+    exported = read_json(description)
+    kind = exported.get("format") if isinstance(exported, dict) else None
+    if kind != "state-dict":
+        raise FacegraphError(f"{path} is a {kind} export: load it with torch.jit.load or an ONNX runtime, or "
+                             f"export the run with --format state-dict for facegraph.load")
 
 
 def inference_precision(config: RunConfig, device: torch.device) -> str:
@@ -113,18 +127,22 @@ def environment(world_size: int, device: str) -> dict[str, Any]:
 
 def warm_start(model: GatedResNet, source: str | Path, identities: list[str]) -> list[str]:
     """Load a trained run's weights (its best.pt; or a checkpoint file) into `model`, as ConvNet-AIG's --pretrained:
-    the backbone always, the classifier only when the source was trained on the same identities (in the same order),
-    the gates never (they start at their initial open rate). Returns the names of the tensors loaded; an error names
-    every tensor whose shape does not fit."""
+    the backbone always, the classifier only when the source is known to be trained on the same identities (in the
+    same order: a run directory, or a checkpoint inside one), the gates never (they start at their initial open
+    rate). Returns the names of the tensors loaded; an error names every tensor whose shape does not fit."""
     path = Path(source)
     source_identities = None
     if path.is_dir():
+        refuse_traced_export(path)
         run = open_run(path)
         source_identities = run.dataset().get("identities")
         path = run.checkpoint_path(BEST)
+    elif path.parent.name == CHECKPOINTS and RunDir(path.parent.parent).dataset_path.is_file():
+        source_identities = RunDir(path.parent.parent).dataset().get("identities")
     weights = load_checkpoint(path)["model"]
     own = model.state_dict()
-    keep_classifier = source_identities is None or source_identities == identities
+    # Class i must mean the same person in both: unknown identities (a bare checkpoint file) count as other ones.
+    keep_classifier = source_identities == identities
     wanted = {name: tensor for name, tensor in weights.items()
               if not name.startswith("gates.") and (keep_classifier or not name.startswith("fc."))}
     mismatched = [f"{name} {tuple(tensor.shape)} vs {tuple(own[name].shape)}" for name, tensor in wanted.items()
@@ -134,7 +152,8 @@ def warm_start(model: GatedResNet, source: str | Path, identities: list[str]) ->
         raise FacegraphError(f"model.init_from {source}: its weights do not fit this model: "
                              + "; ".join(mismatched + [f"{name} absent here" for name in missing]))
     if not keep_classifier:
-        logger.info("model.init_from %s: other identities, so the classifier starts fresh", source)
+        why = "other identities" if source_identities is not None else "a checkpoint whose identities are unknown"
+        logger.info("model.init_from %s: %s, so the classifier starts fresh", source, why)
     model.load_state_dict(wanted, strict=False)
     return sorted(wanted)
 

@@ -43,21 +43,36 @@ def calibrate_threshold(impostor_scores: np.ndarray, far: float) -> float:
     return threshold_at_far(scores, far)[0]
 
 
+def false_alarm_bound(far: float, gallery_images: int) -> float:
+    """The share of strangers that a search at a threshold calibrated at `far` per image pair names as someone: up to
+    `gallery_images` x `far` (at most 1).
+
+    A stranger's best score is the max over every gallery image (`Gallery.person_scores`); when each image clears
+    the threshold with probability `far`, the union bound gives images x far. People whose images look alike draw
+    fewer false alarms (toward people x far); a threshold calibrated on few impostor pairs has an uncertain rate.
+    """
+    return min(1.0, far * gallery_images)
+
+
 @dataclass(frozen=True)
 class SearchResult:
     """One query's outcome: the top people by score (highest first), and the answer: the best person, or UNKNOWN
-    when the best score is below the threshold."""
+    when the best score is below the threshold. `in_gallery`: the query photo is itself one of the gallery's images or
+    a copy (its match is that image, not recognition)."""
 
     ranked: list[tuple[str, float]]
     answer: str
     best_score: float
+    in_gallery: bool = False
 
 
 class Gallery:
     """Known people's face embeddings: rows of an L2-normalised (N, D) matrix, several rows per person allowed.
 
     A person's score for a query is the highest cosine similarity between the query and any of that person's images
-    (max, not mean: one good enrolment photo suffices, and adding photos never lowers a score).
+    (max, not mean: one good enrolment photo suffices, and adding photos never lowers a score). So a stranger meets
+    every image: at a threshold calibrated per image pair, false alarms grow with images, not people
+    (`false_alarm_bound`).
     """
 
     def __init__(self, embeddings: torch.Tensor | np.ndarray, names: Sequence[str]) -> None:

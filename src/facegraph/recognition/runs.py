@@ -13,11 +13,12 @@ augmentation embeds the image and its mirror image and renormalises their sum.
 from __future__ import annotations
 
 import csv
+import filecmp
 import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,8 @@ from facegraph.engine.predict import estimate_attributes, label_references
 from facegraph.engine.trained import TrainedRun, inference_precision
 from facegraph.errors import ConfigError, DataError, FacegraphError
 from facegraph.models import DEFAULT_LAYOUT
-from facegraph.recognition.gallery import Gallery, SearchResult, calibrate_threshold, gallery_fingerprint
+from facegraph.recognition.gallery import (Gallery, SearchResult, calibrate_threshold, false_alarm_bound,
+                                          gallery_fingerprint)
 from facegraph.recognition.pairs import Pair, read_lfw_pairs, sample_pairs, split_available
 from facegraph.recognition.protocol import (TarAtFar, VerificationResult, pair_similarities, tar_at_far,
                                            verification_protocol)
@@ -522,7 +524,8 @@ def gallery_cache_key(trained: TrainedRun, images: GalleryImages) -> str:
 
 @dataclass
 class RunGallery:
-    """A gallery embedded by a run: the searchable Gallery, its calibrated threshold and where it came from."""
+    """A gallery embedded by a run: the searchable Gallery, its calibrated threshold and where it came from
+    (`image_files`: its image files, resolved, by size in bytes, to recognise a query that is one of them)."""
 
     gallery: Gallery
     threshold: float
@@ -532,11 +535,27 @@ class RunGallery:
     skipped: list[tuple[str, str]]
     cache_path: Path
     from_cache: bool
+    image_files: dict[int, list[Path]]
+
+    def holds_file(self, path: str | Path) -> bool:
+        """Whether `path` is one of the gallery's image files or a byte-for-byte copy of one."""
+        try:
+            path = Path(path).resolve()
+            return any(path == image or filecmp.cmp(path, image, shallow=False)
+                       for image in self.image_files.get(path.stat().st_size, []))
+        except OSError:  # a file that vanished since is no gallery image
+            return False
+
+    @property
+    def false_alarm_bound(self) -> float:
+        """Up to this share of strangers is named as someone at `far` per image pair (gallery.false_alarm_bound)."""
+        return false_alarm_bound(self.far, self.images)
 
     def to_dict(self) -> dict[str, Any]:
         return {"people": len(self.gallery.people), "images": self.images, "threshold": self.threshold,
-                "far": self.far, "impostor_pairs": self.impostor_pairs, "cache": str(self.cache_path),
-                "from_cache": self.from_cache, "skipped": [{"image": i, "error": e} for i, e in self.skipped]}
+                "far": self.far, "false_alarm_bound": self.false_alarm_bound, "impostor_pairs": self.impostor_pairs,
+                "cache": str(self.cache_path), "from_cache": self.from_cache,
+                "skipped": [{"image": i, "error": e} for i, e in self.skipped]}
 
 
 def impostor_scores(embeddings: np.ndarray, people: Sequence[str], limit: int = MAX_IMPOSTOR_SCORES) -> np.ndarray:
@@ -553,7 +572,10 @@ def impostor_scores(embeddings: np.ndarray, people: Sequence[str], limit: int = 
 
 def load_gallery(trained: TrainedRun, source: str | Path, *, far: float = 1e-3, batch_size: int = 32) -> RunGallery:
     """Embed a gallery (or read RUN/galleries/<fingerprint>.npz when its files have not changed) and calibrate the
-    open-set threshold at `far` on the gallery's own impostor pairs (images of two different gallery people)."""
+    open-set threshold at `far` on the gallery's own impostor pairs (images of two different gallery people).
+
+    `far` is a rate per image pair: a stranger meets every gallery image, so up to images x `far` of strangers are
+    named as someone (`RunGallery.false_alarm_bound`)."""
     if not 0.0 < far < 1.0:
         raise ConfigError(f"--far must lie in (0, 1), got {far}")
     images = gallery_images(trained, source)
@@ -588,15 +610,28 @@ def load_gallery(trained: TrainedRun, source: str | Path, *, far: float = 1e-3, 
     if not len(scores):
         raise DataError(f"gallery {images.source}: no two readable images of different people to calibrate on")
     threshold = calibrate_threshold(scores, far)
+    image_files: dict[int, list[Path]] = {}
+    for path in images.paths:
+        image_files.setdefault(path.stat().st_size, []).append(path.resolve())
     return RunGallery(Gallery(embeddings, names), threshold, far, len(scores), len(names), list(skipped), cache_path,
-                      from_cache)
+                      from_cache, image_files)
 
 
 def search_gallery(trained: TrainedRun, run_gallery: RunGallery, images: Sequence[str | Path], *, top_k: int = 5,
                    batch_size: int = 32) -> dict[str, SearchResult]:
-    """Open-set answers for the readable query photos, keyed by the image as given (unreadable ones are absent)."""
+    """Open-set answers for the readable query photos, keyed by the image as given (unreadable ones are absent).
+
+    A query that is itself a gallery image (the same file or a copy) matches itself (similarity 1): its answer is
+    marked `in_gallery` and a warning is logged, so that nobody takes it for recognition."""
     embedded = embed_images(trained, images, batch_size=batch_size, names=[str(Path(p)) for p in images])
     if not embedded.names:
         return {}
     results = run_gallery.gallery.search(embedded.embeddings, run_gallery.threshold, top_k=top_k)
-    return dict(zip(embedded.names, results))
+    answers = {name: replace(result, in_gallery=run_gallery.holds_file(name))
+               for name, result in zip(embedded.names, results)}
+    enrolled = [name for name, result in answers.items() if result.in_gallery]
+    if enrolled:
+        logger.warning("%d query photo(s) are images of the gallery itself or copies (%s%s): each matches itself "
+                       "(similarity 1), which is not recognition", len(enrolled), ", ".join(enrolled[:3]),
+                       ", ..." if len(enrolled) > 3 else "")
+    return answers
