@@ -37,7 +37,7 @@ def test_heatmap_figure_has_labelled_axes_and_a_colour_bar(tmp_path):
     codes = np.array([0, 1, 1, 2])
     gates = np.array([[1, 0], [0, 1], [0, 1], [1, 1]])
     heatmap = feature_heatmap("skin_color", ["black", "brown", "white"], gates, codes)
-    figure = plot_feature_heatmap(heatmap, "title", masks=[[0], [1], []])
+    figure = plot_feature_heatmap(heatmap, "title", masks=[[0], [1], []], split="test")
     labels = [axes.get_ylabel() for axes in figure.axes]
     assert "label (test images)" in labels and "I(gate; label), bits" in labels
     assert any(axes.get_xlabel() == "mean open rate" for axes in figure.axes)  # the colour bar, above the heatmap
@@ -53,5 +53,32 @@ def test_people_behind_each_label_are_counted(tmp_path):
     gates = np.array([[1], [0], [1], [0], [0], [1], [1]])
     heatmap = feature_heatmap("gender", ["male", "female"], gates, codes, identities=identities)
     assert heatmap.people.tolist() == [2, 1] and heatmap.counts.tolist() == [3, 3]
-    figure = plot_feature_heatmap(heatmap, "t")
+    figure = plot_feature_heatmap(heatmap, "t", split="val")
+    assert "label (val images)" in [axes.get_ylabel() for axes in figure.axes]  # the split the rows count
     assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == ["male (n=3, 2 people)", "female (n=3, 1 person)"]
+
+
+def _top_block_above_chance(gates, codes, identities=None) -> bool:
+    return block_findings(feature_heatmap("gender", ["male", "female"], gates, codes, identities=identities))[0].above_chance
+
+
+def test_unrelated_gates_put_the_top_block_above_chance_about_5_percent_of_the_time():
+    # 16 gates unrelated to gender, 417 images: the best of 16 against its own per-gate level was "above chance" in
+    # most trials; against the level of the largest I of any block, at about the nominal 5%.
+    above = 0
+    for trial in range(40):
+        generator = np.random.default_rng(trial)
+        above += _top_block_above_chance(generator.integers(0, 2, (417, 16)), generator.integers(0, 2, 417))
+    assert above <= 6  # at a true 5% rate, 7 or more of 40 has a probability of 0.3%
+
+
+def test_gates_that_know_only_the_person_are_not_above_chance():
+    # Labels belong to people: 40 people with 10 images each, gender random per person, gates a fixed pattern per
+    # person. Labels shuffled among images made such gates look informative in every trial.
+    above = 0
+    identities = np.repeat(np.arange(40), 10)
+    for trial in range(40):
+        generator = np.random.default_rng(trial)
+        gates = generator.integers(0, 2, (40, 16))[identities]
+        above += _top_block_above_chance(gates, generator.integers(0, 2, 40)[identities], identities)
+    assert above <= 6

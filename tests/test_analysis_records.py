@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from facegraph.analysis.curves import accuracy_series, plot_accuracy_curves
+from facegraph.analysis.curves import accuracy_series, evaluated_epoch, plot_accuracy_curves
 from facegraph.analysis.records import RunRecords, read_run_records
 from facegraph.analysis.table import ModelRuns, markdown_table, table_rows
 from facegraph.config import config_from_dict
@@ -78,11 +78,26 @@ def test_accuracy_series_and_curves():
     assert list(series) == ["train", "val"]
     assert series["train"]["top1"][0].tolist() == [1, 2] and series["train"]["top1"][1] == pytest.approx([10.0, 20.0])
     assert series["val"]["top5"][0].tolist() == [2]  # epoch 1 had no val top-5
-    figure = plot_accuracy_curves(series, "run", {"top1": 0.12, "top5": 0.4})
+    figure = plot_accuracy_curves(series, "run", {"top1": 0.12, "top5": 0.4}, final_epoch=1)
     top1_axes = figure.axes[0]
     assert top1_axes.get_xlabel() == "epoch" and top1_axes.get_ylabel() == "accuracy (%)"
+    # The star sits at the epoch of the evaluated weights (best.pt: the best val epoch), not at the last epoch.
     star = [line for line in top1_axes.get_lines() if line.get_marker() == "*"][0]
-    assert star.get_xdata().tolist() == [2] and star.get_ydata().tolist() == pytest.approx([12.0])
+    assert star.get_xdata().tolist() == [1] and star.get_ydata().tolist() == pytest.approx([12.0])
+    legend = [text.get_text() for text in top1_axes.get_legend().get_texts()]
+    assert legend == ["train (running, training mode)", "val", "test of best.pt, epoch 1 (best val): 12.0%"]
+    # Without a known epoch (an unfinished run's best.pt) the score is a level across the panel, not a guessed epoch.
+    unknown = plot_accuracy_curves(series, "run", {"top1": 0.12}).axes[0]
+    assert not [line for line in unknown.get_lines() if line.get_marker() == "*"]
+    assert "test of best.pt, epoch unknown: 12.0%" in [text.get_text() for text in unknown.get_legend().get_texts()]
+
+
+def test_evaluated_epoch_is_the_epoch_of_the_evaluated_weights():
+    done = {"epochs": 18, "best_epoch": 16, "best_val_top1": 0.6}
+    assert evaluated_epoch("best", done, range(1, 19)) == 16
+    assert evaluated_epoch("last", done, range(1, 19)) == 18
+    assert evaluated_epoch("best", None, range(1, 5)) is None  # not finished: no done.json yet
+    assert evaluated_epoch("last", None, []) is None
 
 
 def test_model_labels_and_table_rows(tmp_path):

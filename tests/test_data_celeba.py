@@ -71,3 +71,18 @@ def test_nothing_found_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "identity_CelebA.txt").write_text("000001.jpg 1\n", encoding="utf-8")
     with pytest.raises(DataError, match="none of the images"):
         scan_celeba(tmp_path)
+
+
+def test_facial_hair_reads_no_beard_as_any_facial_hair() -> None:
+    from facegraph.data.sources.celeba import celeba_facial_hair
+
+    def hair(goatee: bool, mustache: bool, no_beard: bool) -> str:
+        return celeba_facial_hair({"Goatee": goatee, "Mustache": mustache, "No_Beard": no_beard})
+
+    assert hair(goatee=False, mustache=False, no_beard=True) == "none"
+    assert hair(goatee=False, mustache=False, no_beard=False) == "beard"
+    assert hair(goatee=True, mustache=False, no_beard=False) == "beard"
+    assert hair(goatee=True, mustache=True, no_beard=False) == "both"
+    assert hair(goatee=False, mustache=True, no_beard=True) == "moustache"
+    # No_Beard = -1 is CelebA's flag for any facial hair: with a moustache it cannot say whether a beard is there too.
+    assert hair(goatee=False, mustache=True, no_beard=False) == "unknown"

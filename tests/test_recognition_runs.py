@@ -210,6 +210,18 @@ def test_open_set_gallery_rejects_a_stranger_and_caches(tiny_run, tmp_path, caps
     assert document["gallery"]["from_cache"] is False and document["gallery"]["cache"] == \
         str(first_cache.with_name(f"{first_cache.stem}-nchw.npz"))
     assert document["predictions"][0]["gallery"]["answer"] == people[0] and first_cache.is_file()
+    # Photos framed otherwise: queries and gallery are cut alike (the gallery photo still matches itself exactly), the
+    # closed-set answer sees the new cut too, and the gallery is cached apart.
+    assert main(command) == 0
+    default_top5 = json.loads(capsys.readouterr().out)["predictions"][0]["top5"]
+    assert main([*command, "--center-crop", "0.5"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["center_crop"] == 0.5 and document["gallery"]["from_cache"] is False
+    assert document["gallery"]["cache"] == str(first_cache.with_name(f"{first_cache.stem}-crop0.5.npz"))
+    assert document["predictions"][0]["gallery"]["best_score"] == pytest.approx(1.0, abs=1e-5)
+    assert document["predictions"][0]["top5"] != default_top5
+    assert main([*command, "--center-crop", "1.5"]) == 2
+    assert "centre crops must be distinct and lie in [0.05, 1], got [1.5]" in capsys.readouterr().err
 
     # A changed gallery file (new content, new mtime) is a new gallery: embedded again under another fingerprint.
     changed = gallery / people[0] / "second.jpg"

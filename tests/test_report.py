@@ -180,6 +180,29 @@ def test_report_of_an_unevaluated_run_still_has_curves(tmp_path):
     assert "facegraph evaluate" in report.index.read_text()
 
 
+def test_report_marks_the_evaluated_epoch_and_names_the_split(tmp_path, monkeypatch):
+    import facegraph.analysis.report as report_module
+
+    run = make_gated_run(tmp_path)
+    (run / "done.json").write_text(json.dumps({"epochs": 3, "best_epoch": 2, "best_val_top1": 0.3}))
+    evaluation = json.loads((run / "eval" / "test.json").read_text())
+    (run / "eval" / "val.json").write_text(json.dumps({**evaluation, "split": "val", "checkpoint": "best"}))
+    shutil.copy(run / "eval" / "test-images.csv", run / "eval" / "val-images.csv")
+    drawn = {}
+    for name in ("plot_accuracy_curves", "plot_feature_heatmap"):
+        def keep(*args, _name=name, _original=getattr(report_module, name), **kwargs):
+            drawn.setdefault(_name, []).append(_original(*args, **kwargs))
+            return drawn[_name][-1]
+        monkeypatch.setattr(report_module, name, keep)
+    page = write_report([run], tmp_path / "report", split="val").index.read_text()
+    # best.pt holds epoch 2's weights (done.json), so its score is drawn there, not at the last epoch 3.
+    star = next(line for line in drawn["plot_accuracy_curves"][0].axes[0].get_lines() if line.get_marker() == "*")
+    assert star.get_xdata().tolist() == [2]
+    assert "placed at epoch 2, the epoch of best val top-1" in page and "running accuracy" in page
+    assert all("label (val images)" in [axes.get_ylabel() for axes in figure.axes] for figure in drawn["plot_feature_heatmap"])
+    assert "shuffles of the labels among people" in page and "largest I of any gated block" in page
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -181,6 +181,11 @@ def test_a_resume_may_lengthen_the_run(tiny_lfw, uninterrupted, tmp_path):
     assert comparable_metrics(rows[:EPOCHS]) == comparable_metrics(metrics_rows(uninterrupted))
     assert json.loads((run / "done.json").read_text())["epochs"] == EPOCHS + 1
     assert json.loads((run / "config.json").read_text())["train"]["epochs"] == EPOCHS + 1
+    # What started the run stays recorded; the resume is added to it.
+    started = json.loads((uninterrupted / "environment.json").read_text())
+    recorded = json.loads((run / "environment.json").read_text())
+    assert {key: recorded[key] for key in started} == started
+    assert len(recorded["resumed"]) == 1 and recorded["resumed"][0]["started"] >= started["started"]
 
 
 # --- torchrun ------------------------------------------------------------------------------------------------------

@@ -415,6 +415,14 @@ class RunDir:
         write_json(self.dataset_path, dataset)
         write_json(self.config_path, config.to_dict())
 
+    def record_resume(self, environment: dict[str, Any]) -> dict[str, Any]:
+        """Append what resumed the run to environment.json's `resumed` list, keeping what started it (its argv, git
+        revision, host, start time); returns the whole record."""
+        recorded = read_json(self.environment_path) if self.environment_path.is_file() else {}
+        recorded.setdefault("resumed", []).append(environment)
+        write_json(self.environment_path, recorded)
+        return recorded
+
     def write_evaluation(self, split: str, summary: dict[str, Any]) -> None:
         write_json(self.evaluation_path(split), summary)
 

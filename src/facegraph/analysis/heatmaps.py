@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from facegraph.analysis.information import gate_feature_information, shuffled_information_quantile
+from facegraph.analysis.information import ChanceLevel, gate_feature_information, shuffled_max_information_quantile
 
 
 def open_rate_matrix(gates: np.ndarray, codes: np.ndarray, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -39,7 +39,7 @@ class FeatureHeatmap:
     rates: np.ndarray  # (p, k) mean open rate per label and gate
     counts: np.ndarray  # (p,) images per label
     information: np.ndarray  # (k,) plug-in I(gate; label) in bits
-    chance: np.ndarray  # (k,) 95th percentile of I under shuffled labels
+    chance: ChanceLevel  # one level for all k blocks: a high quantile of the largest I under shuffled labels
     label_entropy: float  # H(label) in bits: the most any gate could tell
     people: np.ndarray | None = None  # (p,) distinct identities per label: labels are per person, so few people
     # behind a label means its row shows those people's graphs as much as the feature's
@@ -51,7 +51,7 @@ class BlockFinding:
 
     block: int
     information_bits: float
-    chance_bits: float
+    chance_bits: float  # the feature's family-wise chance level, the same for every block
     most_open_label: str
     most_open_rate: float
     most_open_images: int
@@ -68,7 +68,8 @@ def feature_heatmap(feature: str, labels: Sequence[str], gates: np.ndarray, code
                     identities: np.ndarray | None = None, seed: int = 0) -> FeatureHeatmap:
     """The heatmap and per-block information of one feature; unknown labels (code -1) are left out.
 
-    `identities` (N,), if given, counts the distinct people behind each label."""
+    `identities` (N,), if given, counts the distinct people behind each label, and the chance level shuffles the
+    labels among people rather than images (labels belong to people)."""
     codes = np.asarray(codes, dtype=np.int64)
     known = codes >= 0
     people = None
@@ -78,7 +79,8 @@ def feature_heatmap(feature: str, labels: Sequence[str], gates: np.ndarray, code
     known_gates, known_codes = np.asarray(gates)[known], codes[known]
     rates, counts = open_rate_matrix(known_gates, known_codes, len(labels))
     information = gate_feature_information(known_gates, known_codes, len(labels))
-    chance = shuffled_information_quantile(known_gates, known_codes, len(labels), seed=seed)
+    chance = shuffled_max_information_quantile(known_gates, known_codes, len(labels), seed=seed,
+                                               identities=None if identities is None else identities[known])
     present = counts[counts > 0] / max(1, counts.sum())
     label_entropy = float(-(present * np.log2(present)).sum())
     return FeatureHeatmap(feature, list(labels), rates, counts, information, chance, label_entropy, people)
@@ -94,15 +96,17 @@ def block_findings(heatmap: FeatureHeatmap, top: int = 3) -> list[BlockFinding]:
         column = heatmap.rates[present, gate]
         most, least = present[int(np.argmax(column))], present[int(np.argmin(column))]
         findings.append(BlockFinding(
-            int(gate) + 1, float(heatmap.information[gate]), float(heatmap.chance[gate]),
+            int(gate) + 1, float(heatmap.information[gate]), heatmap.chance.bits,
             heatmap.labels[most], float(heatmap.rates[most, gate]), int(heatmap.counts[most]),
             heatmap.labels[least], float(heatmap.rates[least, gate]), int(heatmap.counts[least]),
         ))
     return findings
 
 
-def plot_feature_heatmap(heatmap: FeatureHeatmap, title: str, masks: Sequence[Sequence[int]] | None = None) -> Figure:
-    """Heatmap label x gated block (1..k) with a colour bar, and I(gate; label) per block under it.
+def plot_feature_heatmap(heatmap: FeatureHeatmap, title: str, masks: Sequence[Sequence[int]] | None = None, *,
+                         split: str) -> Figure:
+    """Heatmap label x gated block (1..k) with a colour bar, and I(gate; label) per block under it; `split` names
+    the images the rows count.
 
     `masks`, for a ConvNet-IIG feature, lists per label the gates (0-based) its mask asks to be open; they are
     outlined in red, so the figure shows how far the learnt gates follow the masks.
@@ -120,7 +124,7 @@ def plot_feature_heatmap(heatmap: FeatureHeatmap, title: str, masks: Sequence[Se
     people = heatmap.people if heatmap.people is not None else [None] * num_labels
     rate_axes.set_yticks(range(num_labels), [f"{label} (n={count}" + (f", {persons} {'person' if persons == 1 else 'people'})" if persons is not None else ")")
                                              for label, count, persons in zip(heatmap.labels, heatmap.counts, people)])
-    rate_axes.set_ylabel("label (test images)")
+    rate_axes.set_ylabel(f"label ({split} images)")
     figure.suptitle(title)
     if masks is not None:
         for row, gates in enumerate(masks):
@@ -128,17 +132,19 @@ def plot_feature_heatmap(heatmap: FeatureHeatmap, title: str, masks: Sequence[Se
                 rate_axes.add_patch(Rectangle((gate + 0.5, row - 0.45), 1, 0.9, fill=False, edgecolor="red", linewidth=2))
     positions = np.arange(1, num_gates + 1)
     information_axes.bar(positions, heatmap.information, color="tab:blue")
-    information_axes.step(np.append(positions - 0.5, num_gates + 0.5), np.append(heatmap.chance, heatmap.chance[-1:]),
-                          where="post", color="black", linewidth=1.2)
+    information_axes.axhline(heatmap.chance.bits, color="black", linewidth=1.2)
     information_axes.set_ylabel("I(gate; label), bits")
     information_axes.set_xlabel("gated block (1..k, in network order)")
     information_axes.set_xticks(positions)
     information_axes.set_xlim(0.5, num_gates + 0.5)
-    information_axes.set_ylim(0.0, 1.15 * max(0.01, float(np.max(heatmap.information)), float(np.max(heatmap.chance))))
+    information_axes.set_ylim(0.0, 1.15 * max(0.01, float(np.max(heatmap.information)), heatmap.chance.bits))
     if not np.any(heatmap.information > 0):
         information_axes.text(0.5, 0.5, "I = 0 for every block: no gate's open rate differs between labels",
                               ha="center", va="center", transform=information_axes.transAxes)
     # Said in the title rather than a legend, which would hide tall bars.
-    information_axes.set_title(f"plug-in mutual information with {heatmap.feature} (H = {heatmap.label_entropy:.3f} bits)\n"
-                               "black steps: chance level (95% of shuffled labels)", fontsize="medium")
+    shuffled = "among people" if heatmap.chance.by_person else "among images"
+    information_axes.set_title(
+        f"plug-in mutual information with {heatmap.feature} (H = {heatmap.label_entropy:.3f} bits)\n"
+        f"black line: chance level = {100 * heatmap.chance.quantile:.0f}th percentile of max I\n"
+        f"over blocks, {heatmap.chance.rounds} label shuffles {shuffled}", fontsize="medium")
     return figure

@@ -1,11 +1,15 @@
 """How much a gate tells about a feature: plug-in mutual information I(gate; label) in bits, and its chance level.
 
 The plug-in estimate replaces probabilities by observed frequencies. It is biased upwards on small samples (by
-about (|gate values| - 1)(|labels| - 1) / (2 N ln 2) bits), so every score comes with a chance level: the same
-estimate after shuffling the labels, which destroys any real dependence but keeps the marginals and N.
+about (|gate values| - 1)(|labels| - 1) / (2 N ln 2) bits), and the largest of k such estimates more so, so the
+scores of a feature come with one chance level: a high quantile, over label shuffles that destroy any real
+dependence, of the LARGEST I of any gate. Labels belong to people, so the shuffles move a person's label with all of
+that person's images.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,6 +21,9 @@ def entropy_bits(codes: np.ndarray) -> float:
     return float(-(probabilities * np.log2(probabilities)).sum())
 
 
+ROUNDING_BITS = 1e-12
+
+
 def _information_from_counts(joint_counts: np.ndarray) -> np.ndarray:
     """I(X; Y) in bits from joint counts (..., |X|, |Y|); empty cells contribute 0 (0 log 0 = 0)."""
     total = joint_counts.sum(axis=(-2, -1), keepdims=True)
@@ -25,7 +32,9 @@ def _information_from_counts(joint_counts: np.ndarray) -> np.ndarray:
     marginal_y = joint.sum(axis=-2, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = joint * np.log2(joint / (marginal_x * marginal_y))
-    return np.nan_to_num(terms, nan=0.0).sum(axis=(-2, -1))
+    bits = np.nan_to_num(terms, nan=0.0).sum(axis=(-2, -1))
+    # I >= 0; independent counts sum to 0 only up to rounding (+-1e-17), which must not read as "some information".
+    return np.where(np.abs(bits) < ROUNDING_BITS, 0.0, bits)
 
 
 def mutual_information_bits(x: np.ndarray, y: np.ndarray) -> float:
@@ -71,20 +80,54 @@ def gate_feature_information(gates: np.ndarray, codes: np.ndarray, num_labels: i
     return _information_from_counts(_gate_label_counts(gates, _one_hot(codes, num_labels)))
 
 
-def shuffled_information_quantile(
-    gates: np.ndarray, codes: np.ndarray, num_labels: int, *, rounds: int = 200, quantile: float = 0.95, seed: int = 0,
-) -> np.ndarray:
-    """(k,) chance level per gate: the `quantile` of I(gate_j; shuffled labels) over `rounds` label permutations.
+@dataclass(frozen=True)
+class ChanceLevel:
+    """The family-wise chance level of one feature's per-gate information."""
 
-    A score above it is unlikely (about 1 - quantile) to come from a gate that knows nothing about the feature.
+    bits: float  # the `quantile` of max_j I(gate_j; shuffled labels) over `rounds` shuffles
+    quantile: float
+    rounds: int
+    by_person: bool  # True: labels were permuted among people; False: among images
+
+
+def _labels_of_people(codes: np.ndarray, identities: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(label per person, person index per image) when all images of each person share one label, else None."""
+    _, person_of_image = np.unique(identities, return_inverse=True)
+    person_of_image = person_of_image.reshape(-1)
+    labels = np.zeros(person_of_image.max() + 1, dtype=np.int64)
+    labels[person_of_image] = codes
+    if np.any(labels[person_of_image] != codes):
+        return None
+    return labels, person_of_image
+
+
+def shuffled_max_information_quantile(
+    gates: np.ndarray, codes: np.ndarray, num_labels: int, *, identities: np.ndarray | None = None,
+    rounds: int = 200, quantile: float = 0.95, seed: int = 0,
+) -> ChanceLevel:
+    """Chance level for all k gates at once: the `quantile` over `rounds` label shuffles of max_j I(gate_j; labels).
+
+    If no gate knows anything about the feature, the chance that any gate's I exceeds it is about 1 - quantile: a
+    per-gate level would call the best of k unrelated gates informative far more often. With `identities` (N,) and
+    one label per person, the shuffles permute the person -> label map, keeping each person's images together: gates
+    that only tell people apart then stay at chance, which per-image shuffles (the fallback otherwise) would not.
     """
     gates, codes = _checked(gates, codes, num_labels)
-    if len(codes) == 0:
-        return np.zeros(gates.shape[1])
+    if len(codes) == 0 or gates.shape[1] == 0:
+        return ChanceLevel(0.0, quantile, rounds, False)
+    people = None
+    if identities is not None:
+        identities = np.asarray(identities)
+        if identities.shape != codes.shape:
+            raise ValueError(f"expected identities of shape {codes.shape}, got {identities.shape}")
+        people = _labels_of_people(codes, identities)
+    # Per-image shuffles are the same permutation with every image its own "person".
+    person_labels, person_of_image = people if people is not None else (codes, np.arange(len(codes)))
     generator = np.random.default_rng(seed)
-    one_hot = _one_hot(codes, num_labels)
-    shuffled = np.stack([
-        _information_from_counts(_gate_label_counts(gates, one_hot[generator.permutation(len(codes))]))
+    largest = [
+        _information_from_counts(_gate_label_counts(
+            gates, _one_hot(person_labels[generator.permutation(len(person_labels))][person_of_image], num_labels),
+        )).max()
         for _ in range(rounds)
-    ])
-    return np.quantile(shuffled, quantile, axis=0)
+    ]
+    return ChanceLevel(float(np.quantile(largest, quantile)), quantile, rounds, people is not None)

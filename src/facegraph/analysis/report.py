@@ -17,11 +17,12 @@ from typing import Callable, Sequence
 from matplotlib.figure import Figure
 from PIL import Image
 
-from facegraph.analysis.curves import accuracy_series, plot_accuracy_curves, plot_runs_comparison
+from facegraph.analysis.curves import accuracy_series, evaluated_epoch, plot_accuracy_curves, plot_runs_comparison
 from facegraph.analysis.easy_hard import (
     ActiveGateComparison, compare_active_gates, easy_hard_examples, plot_active_gate_distribution, plot_easy_hard_grid,
 )
 from facegraph.analysis.heatmaps import BlockFinding, FeatureHeatmap, block_findings, feature_heatmap, plot_feature_heatmap
+from facegraph.analysis.information import ChanceLevel
 from facegraph.analysis.page import PageFigure, PageTable, Paragraph, Section, render_page
 from facegraph.analysis.records import RunRecords, read_run_records
 from facegraph.analysis.probe import linear_probe
@@ -30,6 +31,7 @@ from facegraph.analysis.verification import verification_section
 from facegraph.config import config_from_dict
 from facegraph.errors import FacegraphError
 from facegraph.paper import iig_masks
+from facegraph.rundir import BEST, RunDir, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +96,9 @@ def finding_sentence(label: str, feature: str, finding: BlockFinding) -> str:
         return f"{label}: for {feature}, no gated block opens more for one label than for another (I = 0 bits for every block)."
     verdict = "above" if finding.above_chance else "not above"
     return (f"{label}: for {feature}, gated block {finding.block} tells most, I = {finding.information_bits:.3f} bits "
-            f"({verdict} the chance level {finding.chance_bits:.3f}); it is open for {100 * finding.most_open_rate:.0f}% of "
-            f"{finding.most_open_label} images (n={finding.most_open_images}) and {100 * finding.least_open_rate:.0f}% of "
-            f"{finding.least_open_label} images (n={finding.least_open_images}).")
+            f"({verdict} the chance level {finding.chance_bits:.3f} for the largest I of any block); it is open for "
+            f"{100 * finding.most_open_rate:.0f}% of {finding.most_open_label} images (n={finding.most_open_images}) and "
+            f"{100 * finding.least_open_rate:.0f}% of {finding.least_open_label} images (n={finding.least_open_images}).")
 
 
 def comparison_sentence(label: str, comparison: ActiveGateComparison) -> str:
@@ -120,10 +122,34 @@ def comparison_sentence(label: str, comparison: ActiveGateComparison) -> str:
 def _curves_section(run: RunRecords, figures: _FigureWriter, slug: str) -> list:
     if not run.epochs:
         return [Paragraph(f"{run.path / 'metrics.jsonl'} is missing or empty: no curves.", note=True)]
-    figure = plot_accuracy_curves(accuracy_series(run.epochs), f"{run.label}: accuracy per epoch", run.evaluation, run.split)
+    checkpoint = (run.evaluation or {}).get("checkpoint", BEST)
+    run_dir = RunDir(run.path)
+    done = read_json(run_dir.done_path) if run_dir.is_done else None
+    epoch = evaluated_epoch(checkpoint, done, [int(row["epoch"]) for row in run.epochs])
+    figure = plot_accuracy_curves(accuracy_series(run.epochs), f"{run.label}: accuracy per epoch", run.evaluation,
+                                  run.split, final_epoch=epoch, final_checkpoint=checkpoint)
     caption = (f"Fig. 1 ({run.name}): top-1 (left) and top-5 (right) accuracy per epoch from metrics.jsonl, one line per "
-               f"split; the star is the {run.split} accuracy of the checkpoint that `facegraph evaluate` used.")
+               "split. The train line is the running accuracy over each epoch's training batches in training mode "
+               "(augmented images, sampled gates where the model has them), not an evaluation; val scores the weights "
+               "at each epoch's end with deterministic gates.")
+    if run.evaluation is not None:
+        if epoch is None:
+            where = "its epoch is unknown (no done.json: training has not finished), so it is a dotted level"
+        elif checkpoint == BEST:
+            where = f"placed at epoch {epoch}, the epoch of best val top-1 (done.json)"
+        else:
+            where = f"placed at epoch {epoch}, the last one logged"
+        caption += (f" The star is the {run.split} accuracy of {checkpoint}.pt, the checkpoint `facegraph evaluate` "
+                    f"used, {where}.")
     return [figures.save(figure, f"{slug}-fig1-curves", f"accuracy curves of {run.name}", caption)]
+
+
+def _chance_words(chance: ChanceLevel) -> str:
+    """What a chance level is, for captions: which shuffles, how many, which quantile."""
+    among = ("people (each person's images keep one label together)" if chance.by_person
+             else "images (the labels differ between images of one person, so they cannot move with people)")
+    return (f"the {100 * chance.quantile:.0f}th percentile, over {chance.rounds} shuffles of the labels among {among}, "
+            f"of the largest I of any gated block")
 
 
 def _heatmap_items(run: RunRecords, figures: _FigureWriter, slug: str, report: Report) -> list:
@@ -146,8 +172,10 @@ def _heatmap_items(run: RunRecords, figures: _FigureWriter, slug: str, report: R
         masks = _iig_masks(run, feature)
         caption = (f"{run.label}, {feature}: top, the fraction of {run.split} images of each label (n images of that many "
                    f"people; labels belong to people, so a label with few people mostly shows their own graphs) for which "
-                   f"each gated block ran; bottom, plug-in mutual information I(gate; {feature}) per block in bits, with "
-                   f"the 95th percentile of 200 label shuffles as chance level. Unknown labels are left out.")
+                   f"each gated block ran; bottom, plug-in mutual information I(gate; {feature}) per block in bits. The "
+                   f"chance level (black line) is {_chance_words(heatmap.chance)}: if no block knew anything about "
+                   f"{feature}, any block would exceed it with a chance of about "
+                   f"{100 * (1 - heatmap.chance.quantile):.0f}%. Unknown labels are left out.")
         if masks is not None:
             caption += " Red outlines: the gates each label's IIG mask asks to be open."
         if feature in readout and isinstance(readout[feature].get("accuracy"), (int, float)):
@@ -163,15 +191,17 @@ def _heatmap_items(run: RunRecords, figures: _FigureWriter, slug: str, report: R
                         f"{100 * probe.accuracy:.1f}% (balanced {100 * probe.balanced_accuracy:.1f}%, majority label "
                         f"{100 * probe.majority_rate:.1f}%).")
         title = f"{run.label}: gates by {feature.replace('_', ' ')}"
-        items.append(figures.save(plot_feature_heatmap(heatmap, title, masks), f"{slug}-heatmap-{_slug(feature)}",
-                                  f"heatmap of gate open rates by {feature} for {run.name}", caption))
+        items.append(figures.save(plot_feature_heatmap(heatmap, title, masks, split=run.split),
+                                  f"{slug}-heatmap-{_slug(feature)}", f"heatmap of gate open rates by {feature} for {run.name}",
+                                  caption))
         items.append(PageTable(
-            ["gated block", "I (bits)", "chance (bits)", "most open for", "least open for"],
-            [[str(f.block), f"{f.information_bits:.4f}", f"{f.chance_bits:.4f}",
+            ["gated block", "I (bits)", "above chance", "most open for", "least open for"],
+            [[str(f.block), f"{f.information_bits:.4f}", "yes" if f.above_chance else "no",
               f"{f.most_open_label}: {100 * f.most_open_rate:.0f}% of {f.most_open_images}",
               f"{f.least_open_label}: {100 * f.least_open_rate:.0f}% of {f.least_open_images}"]
              for f in findings],
-            f"Blocks that tell most about {feature} (H({feature}) = {heatmap.label_entropy:.3f} bits)",
+            f"Blocks that tell most about {feature} (H({feature}) = {heatmap.label_entropy:.3f} bits; chance level "
+            f"{heatmap.chance.bits:.4f} bits for all blocks together)",
         ))
     return items
 
@@ -323,8 +353,11 @@ def _method_section(split: str) -> Section:
                   "was open (deterministic gates, as evaluate ran them); images with an unknown label are left out."),
         Paragraph("Mutual information: the plug-in estimate I(G; F) = sum p(g, f) log2 p(g, f) / (p(g) p(f)) with "
                   "frequencies as probabilities. It cannot exceed H(F) or 1 bit (a gate is binary) and is biased upwards on "
-                  "small samples, hence the chance level: the 95th percentile of the same estimate over 200 random "
-                  "shuffles of the labels."),
+                  "small samples, and the best of many blocks more so, hence one chance level per feature: the 95th "
+                  "percentile, over 200 shuffles of the labels among people (a person's images keep one label "
+                  "together, as labels belong to people; among images where one person's images carry different "
+                  "labels), of the largest I of any gated block. If no block knew "
+                  "anything about the feature, any block would be called above it about 5% of the time."),
         Paragraph("Easy/hard: among an identity's correctly classified images, the one with the fewest active gates is "
                   "'easy', the one with the most 'hard'. Correct vs wrong: the Mann-Whitney U statistic of active-gate "
                   "counts (average ranks for ties), AUC = U / (n_correct n_wrong), and a two-sided p-value from the "

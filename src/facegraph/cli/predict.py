@@ -40,6 +40,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "the threshold answers 'unknown'. It is a rate per image pair: a stranger is compared "
                              "with every gallery image (a person scores their best image), so up to (gallery images "
                              "x FAR) of strangers are matched to someone (docs/results.md measures it)")
+    parser.add_argument("--center-crop", type=float, metavar="F",
+                        help="cut the photos (and a folder gallery's) with this centre crop instead of the run's, for "
+                             "photos framed unlike its training faces (e.g. 0.45 for 250 px LFW photos and a model "
+                             "trained on CelebA's face crops; `verify --center-crop` chooses one on pairs)")
     add_layout_option(parser, "--batch-size")
     parser.set_defaults(run=run)
 
@@ -72,15 +76,23 @@ def run(args: argparse.Namespace) -> int:
     searches: dict = {}
     gallery = None
     trained = with_layout(args, load_trained(args.run_dir, args.checkpoint), len(args.images))
-    results = predict_images(trained, args.images, batch_size=args.batch_size)
+    if args.center_crop is not None:
+        from facegraph.recognition.runs import check_center_crops
+
+        check_center_crops([args.center_crop])
+    results = predict_images(trained, args.images, batch_size=args.batch_size, center_crop=args.center_crop)
     if args.gallery is not None:
         from facegraph.recognition.runs import load_gallery, search_gallery
 
-        gallery = load_gallery(trained, args.gallery, far=args.far, batch_size=args.batch_size)
-        searches = search_gallery(trained, gallery, args.images, batch_size=args.batch_size)
+        gallery = load_gallery(trained, args.gallery, far=args.far, batch_size=args.batch_size,
+                               center_crop=args.center_crop)
+        searches = search_gallery(trained, gallery, args.images, batch_size=args.batch_size,
+                                  center_crop=args.center_crop)
     failures = [r for r in results if isinstance(r, PredictionFailure)]
     if args.json:
-        document = {"run": args.run_dir, "layout": trained.layout, "predictions": [r.to_dict() for r in results]}
+        crop = args.center_crop if args.center_crop is not None else trained.dataset.get("center_crop", 1.0)
+        document = {"run": args.run_dir, "layout": trained.layout, "center_crop": crop,
+                    "predictions": [r.to_dict() for r in results]}
         if gallery is not None:
             document["gallery"] = {"source": args.gallery, **gallery.to_dict()}
             for prediction in document["predictions"]:

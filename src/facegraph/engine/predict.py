@@ -114,10 +114,13 @@ def _load_batch(paths: Sequence[Path], dataset: dict) -> tuple[list[tuple[int, t
 
 
 @torch.no_grad()
-def predict_images(trained: TrainedRun, images: Sequence[str | Path], *, batch_size: int = 32) -> list[PhotoPrediction | PredictionFailure]:
-    """One result per photo in input order; photos are loaded and run `batch_size` at a time."""
+def predict_images(trained: TrainedRun, images: Sequence[str | Path], *, batch_size: int = 32,
+                   center_crop: float | None = None) -> list[PhotoPrediction | PredictionFailure]:
+    """One result per photo in input order; photos are loaded and run `batch_size` at a time, cut as the run's dataset
+    was prepared or, given `center_crop`, with that centre crop (photos framed unlike the training faces)."""
     if batch_size < 1:
         raise FacegraphError(f"batch size must be >= 1, got {batch_size}")
+    cutting = trained.dataset if center_crop is None else {**trained.dataset, "center_crop": center_crop}
     model = trained.inference_model
     names = trained.dataset["identities"]
     references = label_references(trained)
@@ -130,7 +133,7 @@ def predict_images(trained: TrainedRun, images: Sequence[str | Path], *, batch_s
     results: list[PhotoPrediction | PredictionFailure] = []
     for start in range(0, len(images), batch_size):
         paths = [Path(p) for p in images[start:start + batch_size]]
-        loaded, failures = _load_batch(paths, trained.dataset)
+        loaded, failures = _load_batch(paths, cutting)
         predictions: dict[int, PhotoPrediction] = {}
         if loaded:
             batch = torch.stack([tensor for _, tensor in loaded]).to(device)

@@ -195,6 +195,8 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
         held.enter_context(run.training_lock())
         check_resume(run, config, summary, resume)  # again, under the lock: another training may have written since
     if resuming:
+        recorded_environment = run.record_resume(environment(context.world_size, str(context.device))) \
+            if context.is_main else None
         state = run.recover() if context.is_main else None
         distributed.barrier(context)
         if not context.is_main:
@@ -221,7 +223,7 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
             logger.info("resuming %s after epoch %d", run.path, start_epoch)
     # A lengthened run records its new length, whether or not an epoch was committed before.
     if resuming and context.is_main and config.train.epochs > run.config().train.epochs:
-        run.write_start(config, environment(context.world_size, str(context.device)), summary)
+        run.write_start(config, recorded_environment, summary)
         run.done_path.unlink(missing_ok=True)
 
     table = cost_table(model, dataset.image_size)

@@ -486,9 +486,10 @@ class GalleryImages:
     preprocessing: dict[str, Any]
 
 
-def gallery_images(trained: TrainedRun, source: str | Path) -> GalleryImages:
+def gallery_images(trained: TrainedRun, source: str | Path, center_crop: float | None = None) -> GalleryImages:
     """A gallery folder (one sub-folder per person, images inside) or a prepared dataset (every sample, its
-    identity's name)."""
+    identity's name). `center_crop` cuts a folder's photos with that crop instead of the run's; a prepared
+    dataset's faces are cut already, as it was prepared."""
     source = Path(source)
     if is_prepared_dataset(source):
         dataset = load_prepared(source)
@@ -508,18 +509,27 @@ def gallery_images(trained: TrainedRun, source: str | Path) -> GalleryImages:
     if len(set(people)) < 2:
         raise DataError(f"gallery {source} has {len(set(people))} person; at least 2 are needed to calibrate the "
                         "threshold on impostor pairs")
-    return GalleryImages(source, paths, people, run_preprocessing(trained, prepared=False))
+    preprocessing = run_preprocessing(trained, prepared=False)
+    if center_crop is not None:
+        preprocessing["center_crop"] = check_center_crops([center_crop])[0]
+    return GalleryImages(source, paths, people, preprocessing)
 
 
 def gallery_cache_key(trained: TrainedRun, images: GalleryImages) -> str:
     """The fingerprint of the gallery files (path, size, mtime) and of the run's checkpoint file, and the fused
-    graph's layout unless it is the default (other layouts round otherwise; default-layout caches keep their key)."""
+    graph's layout and the photos' centre crop unless they are the run's own (caches made with those keep their
+    key)."""
     files = []
     for path in [*images.paths, trained.run.checkpoint_path(trained.checkpoint)]:
         stat = path.stat()
         files.append((path.resolve(), stat.st_size, stat.st_mtime))
     key = gallery_fingerprint(files)
-    return key if trained.layout == DEFAULT_LAYOUT else f"{key}-{trained.layout}"
+    if trained.layout != DEFAULT_LAYOUT:
+        key += f"-{trained.layout}"
+    crop = float(images.preprocessing["center_crop"])
+    if crop != float(run_preprocessing(trained, is_prepared_dataset(images.source))["center_crop"]):
+        key += f"-crop{crop:g}"
+    return key
 
 
 @dataclass
@@ -570,15 +580,16 @@ def impostor_scores(embeddings: np.ndarray, people: Sequence[str], limit: int = 
     return pair_similarities(embeddings, first, second)
 
 
-def load_gallery(trained: TrainedRun, source: str | Path, *, far: float = 1e-3, batch_size: int = 32) -> RunGallery:
+def load_gallery(trained: TrainedRun, source: str | Path, *, far: float = 1e-3, batch_size: int = 32,
+                 center_crop: float | None = None) -> RunGallery:
     """Embed a gallery (or read RUN/galleries/<fingerprint>.npz when its files have not changed) and calibrate the
     open-set threshold at `far` on the gallery's own impostor pairs (images of two different gallery people).
 
     `far` is a rate per image pair: a stranger meets every gallery image, so up to images x `far` of strangers are
-    named as someone (`RunGallery.false_alarm_bound`)."""
+    named as someone (`RunGallery.false_alarm_bound`). `center_crop`: see gallery_images."""
     if not 0.0 < far < 1.0:
         raise ConfigError(f"--far must lie in (0, 1), got {far}")
-    images = gallery_images(trained, source)
+    images = gallery_images(trained, source, center_crop)
     key = gallery_cache_key(trained, images)
     cache_path = trained.path / GALLERIES_DIR / f"{key}.npz"
     from_cache = cache_path.is_file()
@@ -618,12 +629,17 @@ def load_gallery(trained: TrainedRun, source: str | Path, *, far: float = 1e-3, 
 
 
 def search_gallery(trained: TrainedRun, run_gallery: RunGallery, images: Sequence[str | Path], *, top_k: int = 5,
-                   batch_size: int = 32) -> dict[str, SearchResult]:
+                   batch_size: int = 32, center_crop: float | None = None) -> dict[str, SearchResult]:
     """Open-set answers for the readable query photos, keyed by the image as given (unreadable ones are absent).
 
     A query that is itself a gallery image (the same file or a copy) matches itself (similarity 1): its answer is
-    marked `in_gallery` and a warning is logged, so that nobody takes it for recognition."""
-    embedded = embed_images(trained, images, batch_size=batch_size, names=[str(Path(p)) for p in images])
+    marked `in_gallery` and a warning is logged, so that nobody takes it for recognition. The photos are cut as the
+    run's dataset was prepared or, given `center_crop`, with that centre crop."""
+    preprocessing = run_preprocessing(trained, prepared=False)
+    if center_crop is not None:
+        preprocessing["center_crop"] = check_center_crops([center_crop])[0]
+    embedded = embed_images(trained, images, preprocessing=preprocessing, batch_size=batch_size,
+                            names=[str(Path(p)) for p in images])
     if not embedded.names:
         return {}
     results = run_gallery.gallery.search(embedded.embeddings, run_gallery.threshold, top_k=top_k)

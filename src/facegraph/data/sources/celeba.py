@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facegraph.data.attributes import IdentityAttributes, majority_per_identity
+from facegraph.data.attributes import UNKNOWN, IdentityAttributes, majority_per_identity
 from facegraph.data.build import Candidate, PrepareResult, ScannedSource, Selection, build_prepared, check_output_apart
 from facegraph.data.images import FaceCrop, cut_face, open_image
 from facegraph.data.textfile import read_lines
@@ -63,14 +63,27 @@ def read_celeba_attribute_file(path: str | Path) -> dict[str, dict[str, bool]]:
     return flags
 
 
+def celeba_facial_hair(flags: Mapping[str, bool]) -> str:
+    """Table I's facial hair from CelebA's Goatee, Mustache and No_Beard flags.
+
+    CelebA sets No_Beard = -1 for any facial hair, a moustache alone included: No_Beard = -1 with Mustache and without
+    Goatee cannot tell a moustache from a beard and moustache, so it is unknown (73 of the shared subset's 6,028
+    images; a look at a dozen of them found both kinds). A goatee is a beard.
+    """
+    moustache, goatee, some_hair = flags["Mustache"], flags["Goatee"], not flags["No_Beard"]
+    if goatee:
+        return "both" if moustache else "beard"
+    if moustache:
+        return UNKNOWN if some_hair else "moustache"
+    return "beard" if some_hair else "none"
+
+
 def celeba_image_labels(flags: Mapping[str, bool]) -> IdentityAttributes:
-    """Feature labels of one CelebA image: Male -> gender; Mustache / No_Beard / Goatee -> facial_hair; Eyeglasses; Young."""
-    beard = not flags["No_Beard"] or flags["Goatee"]
-    moustache = flags["Mustache"]
-    facial_hair = "both" if beard and moustache else "beard" if beard else "moustache" if moustache else "none"
+    """Feature labels of one CelebA image: Male -> gender; Goatee / Mustache / No_Beard -> facial_hair
+    (celeba_facial_hair); Eyeglasses; Young."""
     return {
         "gender": "male" if flags["Male"] else "female",
-        "facial_hair": facial_hair,
+        "facial_hair": celeba_facial_hair(flags),
         "eyeglasses": "yes" if flags["Eyeglasses"] else "no",
         "young": "yes" if flags["Young"] else "no",
     }
