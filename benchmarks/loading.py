@@ -3,9 +3,10 @@
 Both produce the same training batches (random flip + translation, normalised, batch of B): the cached loader
 gathers them from the memory-mapped uint8 array and augments on tensors; the baseline opens and decodes each
 JPEG with PIL, augments it alone (numpy) and stacks the batch, as a per-item Dataset would. Prints images/s of each and
-their ratio, plus the one-off cost of building the cache.
+their ratio (medians over interleaved epochs, with the spread and a warning above 10 %), plus the one-off cost of
+building the cache.
 
-    python benchmarks/loading.py [--dataset DIR] [--image-size 64] [--batch-size 128] [--epochs 2]
+    python benchmarks/loading.py [--dataset DIR] [--image-size 64] [--batch-size 128] [--epochs 5]
 
 Without --dataset it prepares LFW (>= 10 photos per person) from $FACEGRAPH_DATA into a temporary folder.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +27,8 @@ from PIL import Image
 from facegraph.data import PreparedDataset, Selection, find_data_root, load_prepared, make_loader, prepare_lfw
 from facegraph.data.images import normalize
 from facegraph.data.loader import CACHE_DIR
+
+SPREAD_WARNING = 0.10
 
 
 def per_item_epoch(dataset: PreparedDataset, order: list[int], batch_size: int, rng: np.random.Generator) -> int:
@@ -56,8 +60,10 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, help="a prepared dataset (default: LFW prepared into a temporary folder)")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=5, help="interleaved epochs of each (medians reported; >= 3)")
     args = parser.parse_args()
+    if args.epochs < 3:
+        parser.error(f"--epochs {args.epochs}: a spread needs at least 3 interleaved epochs")
 
     scratch = None
     if args.dataset is None:
@@ -89,10 +95,16 @@ def main() -> None:
             order = [train[i] for i in rng.permutation(len(train))]
             started = time.perf_counter()
             per_item_rates.append(per_item_epoch(dataset, order, args.batch_size, rng) / (time.perf_counter() - started))
-        cached, per_item = max(cached_rates), max(per_item_rates)
-        print(f"cached memory-mapped loader : {cached:10,.0f} images/s")
-        print(f"per-item PIL JPEG decoding  : {per_item:10,.0f} images/s")
-        print(f"ratio cached / per-item     : {cached / per_item:10.1f} x")
+        spreads = []
+        for name, rates in (("cached memory-mapped loader", cached_rates), ("per-item PIL JPEG decoding", per_item_rates)):
+            spreads.append((max(rates) - min(rates)) / statistics.median(rates))
+            print(f"{name:<28}: {statistics.median(rates):10,.0f} images/s (median of {len(rates)} epochs, spread "
+                  f"{100 * spreads[-1]:.0f} %)")
+        paired = statistics.median(c / p for c, p in zip(cached_rates, per_item_rates))
+        print(f"ratio cached / per-item     : {paired:10.1f} x (median of the epochs' ratios)")
+        if max(spreads) > SPREAD_WARNING:
+            print(f"WARNING: spread above {100 * SPREAD_WARNING:.0f} % (a busy machine?): do not read these numbers as "
+                  "results")
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)

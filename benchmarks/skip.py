@@ -96,7 +96,7 @@ class Row:
     seconds: dict[str, float]  # median seconds per pass over the images, per variant
     spread: dict[str, float]
     predicted: float
-    latency_ms: tuple[float, float] | None  # fused skip p50, p95 per call (batch 1)
+    latency_ms: tuple[float, float, int] | None  # fused skip p50, p95 per call and the calls timed (batch 1)
 
     def images_per_second(self, variant: str, images: int) -> float:
         return images / self.seconds[variant]
@@ -142,8 +142,11 @@ def measure(name: str, batch: int, rate: float, precision: str, layout: str, rep
     passes = max(1, math.ceil(min_seconds / min(warm.values())))
     latencies.clear()
     times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-    for _ in range(repeats):
-        for variant, run in runs.items():
+    order = list(runs)
+    for repeat in range(repeats):
+        # Rotated each repeat: no variant always runs right after another on caches it warmed.
+        for variant in order[repeat % len(order):] + order[:repeat % len(order)]:
+            run = runs[variant]
             started = time.perf_counter()
             for _ in range(passes):
                 run()
@@ -154,7 +157,8 @@ def measure(name: str, batch: int, rate: float, precision: str, layout: str, rep
     latency = None
     if latencies:
         ordered = sorted(latencies)
-        latency = (1000 * statistics.median(ordered), 1000 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))])
+        latency = (1000 * statistics.median(ordered), 1000 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
+                   len(ordered))
     label = f"{AUTO}: {chosen}" if layout == AUTO else layout
     return Row(name, batch, rate, precision, label, medians, spreads, predicted, latency)
 
@@ -162,7 +166,7 @@ def measure(name: str, batch: int, rate: float, precision: str, layout: str, rep
 def format_row(row: Row, images: int) -> str:
     speed = {variant: row.images_per_second(variant, images) for variant in VARIANTS}
     measured = row.seconds["fused dense"] / row.seconds["fused skip"]
-    latency = f"{row.latency_ms[0]:.1f} / {row.latency_ms[1]:.1f}" if row.latency_ms else "-"
+    latency = f"{row.latency_ms[0]:.1f} / {row.latency_ms[1]:.1f} ({row.latency_ms[2]} calls)" if row.latency_ms else "-"
     spread = max(row.spread.values())
     flag = " !" if spread > SPREAD_WARNING else ""
     return (f"| {row.model} | {row.batch} | {row.rate:.1f} | {row.precision} | {row.layout} | "
@@ -195,6 +199,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.quick:
         args.model, args.rate, args.precision, args.repeats = ["cpu"], [0.5], ["fp32"], 3
+    if args.repeats < 3:
+        parser.error(f"--repeats {args.repeats}: a spread needs at least 3 interleaved repeats")
+    if any(batch > args.images for batch in args.batch):
+        parser.error(f"--images {args.images} is fewer than a batch of {max(args.batch)}: the row would time smaller "
+                     f"batches than it names")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {allocator} allocator, {args.images} images "
           f"per pass, >= {args.min_seconds:g} s per measurement, {args.repeats} interleaved repeats; speeds in images/s "
           "(medians)\n")
