@@ -151,6 +151,26 @@ def test_hand_placed_archive_is_verified_and_used(tmp_path: Path, lfw_photos) ->
     assert fetch_lfw(tmp_path / "cache", mirrors, http=FAST_HTTP) == tmp_path / "cache" / "lfw_funneled"
 
 
+def test_hand_placed_archive_with_wrong_contents_is_deleted_and_next_mirror_used(tmp_path: Path, lfw_photos, data_http_server) -> None:
+    # a cached archive is checksummed too: a tampered one (valid .tgz, one photo changed) is deleted, never extracted
+    good = _archive(lfw_photos, "lfw_funneled")
+    tampered = _archive({**lfw_photos, "Ann_Able/Ann_Able_0001.jpg": b"not the published photo"}, "lfw_funneled")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "lfw-funneled.tgz").write_bytes(tampered)
+    plain = _archive(lfw_photos, "lfw")
+    data_http_server.routes["/files/plain"] = data_http_server.ranged(plain)
+    mirrors = [
+        LfwDownload(_dead_url(), "lfw-funneled.tgz", sha256=hashlib.sha256(good).hexdigest(), variant="funneled"),
+        _mirror(data_http_server, "/files/plain", plain, "plain", "lfw.tgz"),
+    ]
+    folder = fetch_lfw(cache, mirrors, http=FAST_HTTP)
+    assert folder == cache / "lfw" and not (cache / "lfw_funneled").exists()
+    assert not (cache / "lfw-funneled.tgz").exists()  # the wrong archive was deleted
+    assert data_http_server.count("/files/plain") == 1  # the next mirror was downloaded
+    assert {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*.jpg")} == lfw_photos
+
+
 def test_archive_outside_its_folder_is_refused(tmp_path: Path, data_http_server) -> None:
     evil = _tgz({"../evil.txt": b"evil"})
     data_http_server.routes["/bad.tgz"] = data_http_server.ranged(evil)

@@ -125,4 +125,8 @@ def test_min_images_per_identity_and_max_identities(tmp_path: Path, data_synthet
 def test_cli_reports_errors_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     code = main(["prepare", "folder", str(tmp_path / "missing"), "--out", str(tmp_path / "out"), "--no-progress"])
     assert code == 2
-    assert "is not a directory" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is not a directory" in err
+    # one error line and no traceback before it
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1 and err.startswith("facegraph prepare: error: ")

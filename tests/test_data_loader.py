@@ -120,6 +120,12 @@ def test_train_loader_augments_but_eval_does_not(data_synthetic_prepared: Path) 
     # Normalised with the train statistics: about zero mean and unit deviation per channel.
     assert a.images.mean(dim=(0, 2, 3)).abs().max() < 0.05
     assert (a.images.std(dim=(0, 2, 3)) - 1).abs().max() < 0.05
+    # an evaluation loader (augment left at its default) yields the training images unaugmented, in split order
+    evaluation = list(make_loader(dataset, "train", 10, train=False, seed=0))
+    order = dataset.split_indices("train")
+    assert torch.cat([batch.indices for batch in evaluation]).tolist() == order
+    expected = normalize(torch.stack([_decoded(dataset, i) for i in order]), dataset.mean, dataset.std)
+    assert torch.allclose(torch.cat([batch.images for batch in evaluation]), expected, atol=1e-5)
 
 
 def test_inference_photo_matches_the_prepared_image(data_small_lfw: Path, data_lfw_dir: Path) -> None:

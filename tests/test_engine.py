@@ -1,5 +1,6 @@
 """Configuration, training, resuming, distributed training, evaluation and Table II on a tiny real LFW subset."""
 
+import csv
 import json
 import signal
 import subprocess
@@ -132,6 +133,21 @@ def test_evaluate_reports_cost_and_readout(iig_run, capsys):
     first = dict(zip(header, lines[1].split(",")))
     assert len(first["gates"]) == 9 and int(first["active_gates"]) == first["gates"].count("1")
     assert first["readout_gender"] in ("male", "female")
+    # accuracy is the confusion matrix's trace over its images, rows are true labels: both rebuilt from the CSV
+    with (iig_run / "eval" / "test-images.csv").open(newline="") as handle:
+        records = list(csv.DictReader(handle))
+    for feature, report in summary["readout"].items():
+        labels = report["labels"]
+        rebuilt = [[0] * len(labels) for _ in labels]
+        for record in records:
+            if record[feature] in labels:  # a known true label
+                rebuilt[labels.index(record[feature])][labels.index(record["readout_" + feature])] += 1
+        assert report["confusion"] == rebuilt, feature
+        trace = sum(rebuilt[i][i] for i in range(len(labels)))
+        assert report["images"] == sum(map(sum, rebuilt))
+        assert report["accuracy"] == pytest.approx(trace / report["images"]), feature
+    transposed = [[list(column) for column in zip(*r["confusion"])] for r in summary["readout"].values()]
+    assert transposed != [r["confusion"] for r in summary["readout"].values()]  # so a transposed matrix would show
     assert main(["evaluate", str(iig_run), "--no-timing"]) == 0
     assert "read-out gender" in capsys.readouterr().out
 

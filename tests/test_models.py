@@ -5,6 +5,7 @@ import torch
 
 from facegraph.graphs import middle_gated_schedule, paper_schedule, target_rate_loss
 from facegraph.models import ARCHS, GatedResNet, build_model, gated, num_blocks, straight_through_gumbel
+from facegraph.models.gates import Gate, deterministic_gate
 
 CIFAR = ["resnet20", "resnet32", "resnet56", "resnet110"]
 IMAGENET = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
@@ -153,6 +154,28 @@ def test_gumbel_noise_scale_moves_sampled_rate_to_the_deterministic_one():
     assert relevance.grad.abs().sum() > 0  # gradients still reach the gate without noise
     with pytest.raises(ValueError, match="noise scale"):
         straight_through_gumbel(relevance, 1.0, noise_scale=-0.5)
+
+
+def test_deterministic_gate_opens_iff_open_logit_is_larger_and_eval_gate_uses_it():
+    # inference opens a block iff its OPEN logit (column 1) beats its CLOSED logit (column 0); a tie closes it
+    relevance = torch.tensor([[0.0, 0.4], [0.4, 0.0], [1.5, 1.5], [-2.0, -1.0], [3.0, -3.0], [-0.1, 0.1]])
+    assert deterministic_gate(relevance).tolist() == [1.0, 0.0, 0.0, 1.0, 0.0, 1.0]
+    # an eval-mode Gate returns exactly that decision on its own relevance, with both decisions present
+    torch.manual_seed(7)
+    gate = Gate(8)
+    torch.nn.init.normal_(gate.fc2.weight, std=1.0)
+    torch.nn.init.zeros_(gate.fc2.bias)
+    gate.train()
+    with torch.no_grad():
+        gate(torch.randn(64, 8, 5, 5))  # BatchNorm statistics
+    gate.eval()
+    x = torch.randn(64, 8, 5, 5)
+    with torch.no_grad():
+        scores = gate.relevance(x)
+        values = gate(x)
+    expected = (scores[:, 1] > scores[:, 0]).float()
+    assert 0 < expected.sum() < len(expected)
+    assert torch.equal(values, expected)
 
 
 def test_about_85_percent_of_gates_start_open_in_training():

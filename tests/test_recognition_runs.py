@@ -52,6 +52,21 @@ def people_with(count: int, exclude: set[str]) -> list[str]:
     return people
 
 
+def plain_and_flip_embeddings(run: Path, photos: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """Each photo's embedding e(x), and normalize(e(x) + e(mirror of x)) computed here with the run's model."""
+    import torch
+
+    from facegraph.data import load_image_for_inference
+    from facegraph.engine.trained import load_trained
+    from facegraph.recognition.runs import run_preprocessing
+
+    trained = load_trained(run)
+    faces = torch.stack([load_image_for_inference(p, run_preprocessing(trained, prepared=False)) for p in photos])
+    plain = trained.inference_model.embed(faces).embeddings
+    mirrored = trained.inference_model.embed(faces.flip(-1)).embeddings  # the photo mirrored left-right
+    return plain.numpy(), torch.nn.functional.normalize(plain + mirrored, dim=1).numpy()
+
+
 def test_embed_prepared_dataset_and_unreadable_photo(tiny_run, tmp_path, capsys):
     from facegraph.data import load_prepared
 
@@ -74,6 +89,11 @@ def test_embed_prepared_dataset_and_unreadable_photo(tiny_run, tmp_path, capsys)
         assert list(saved["names"]) == [str(p) for p in photos]
         assert np.allclose(np.linalg.norm(saved["flip_embeddings"], axis=1), 1.0, atol=1e-5)
         assert np.allclose(saved["flip_gmacs"], 2 * saved["gmacs"])
+        # flip TTA adds the embedding of the mirrored photo: recomputed here, and unlike the plain embedding
+        plain, flipped = plain_and_flip_embeddings(tiny_run["run"], photos)
+        assert np.allclose(saved["embeddings"], plain, atol=1e-5)
+        assert np.allclose(saved["flip_embeddings"], flipped, atol=1e-5)
+        assert np.abs(saved["flip_embeddings"] - saved["embeddings"]).max() > 1e-3
 
 
 def write_pairs(path: Path, folds: list[tuple[tuple[str, int, int], tuple[str, int, str, int]]]) -> None:
@@ -112,6 +132,12 @@ def test_verify_lfw_pairs_counts_missing_and_training_people(tiny_run, tmp_path,
     rows = (out_dir / "pairs.csv").read_text().splitlines()
     assert len(rows) == 19 and rows[0].startswith("fold,first,second,person_first,person_second,same,training_identity")
     assert sum(row.split(",")[6] == "1" for row in rows[1:]) == 3
+    # the flip similarities are cosines of normalize(e(x) + e(mirror of x)), recomputed here for the first 4 pairs
+    records = [dict(zip(rows[0].split(","), row.split(","))) for row in rows[1:5]]
+    _, flipped = plain_and_flip_embeddings(tiny_run["run"], [LFW / r[side] for r in records for side in ("first", "second")])
+    expected = (flipped[0::2] * flipped[1::2]).sum(axis=1)
+    assert np.allclose([float(r["similarity_flip"]) for r in records], expected, atol=1e-5)
+    assert max(abs(float(r["similarity_flip"]) - float(r["similarity"])) for r in records) > 1e-3
 
     # Several centre crops: each fold decided with the crop best on the other folds; each crop alone is what a
     # verify at that crop alone measures.

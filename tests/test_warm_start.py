@@ -81,6 +81,19 @@ def test_train_init_from_fine_tunes_a_gated_model(dense_run, data_synthetic_32px
     assert RunDir(run).is_done
 
 
+def test_train_init_from_starts_the_backbone_from_the_dense_run(dense_run, data_synthetic_32px, tmp_path):
+    # at a negligible learning rate the warm-started weights barely move: the trained backbone is the dense run's
+    run = train("cpu/aig-t0.5", data_synthetic_32px, tmp_path / "aig-still", "train.epochs=1", "optim.lr=1e-9",
+                "optim.warmup_epochs=0", f"model.init_from='{dense_run}'")
+    source = load_checkpoint(RunDir(dense_run).checkpoint_path("best"))["model"]
+    trained = load_checkpoint(RunDir(run).checkpoint_path("last"))["model"]
+    weights = [name for name in source if name in trained and not name.startswith("gates.")
+               and not name.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert "stem.0.weight" in weights and "fc.weight" in weights
+    for name in weights:
+        assert torch.allclose(trained[name], source[name], rtol=0, atol=1e-6), name
+
+
 def test_without_a_val_split_the_checkpoint_is_chosen_on_training_images_held_out(data_synthetic_folder, tmp_path):
     data = tmp_path / "no-val"
     prepare_folder(data_synthetic_folder, data, Selection(image_size=32, min_images=10,
