@@ -40,9 +40,16 @@ def test_every_subcommand_has_examples_and_every_option_help():
     assert undocumented == []
 
 
+def test_an_option_whose_help_states_its_default_shows_it_once():
+    text = build_parser(["table2"])._subparsers._group_actions[0].choices["table2"].format_help()
+    seeds = " ".join(text.split("--seeds SEEDS", 2)[2].split("--folds")[0].split())
+    assert seeds.count("default") == 1 and "(default: None)" not in text
+
+
 def test_verbose_is_accepted_after_the_subcommand_too():
-    for argv in (["-v", "presets"], ["presets", "-v"], ["presets", "--verbose"]):
-        assert build_parser().parse_args(argv).verbose is True
+    for argv in (["-v", "presets"], ["presets", "-v"], ["presets", "--verbose"],
+                 ["prepare", "-v", "folder", "photos", "--out", "data"], ["prepare", "folder", "photos", "--out", "data", "-v"]):
+        assert build_parser(argv).parse_args(argv).verbose is True, argv
     assert build_parser().parse_args(["presets"]).verbose is False
 
 

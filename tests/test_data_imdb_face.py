@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -265,3 +266,25 @@ def test_a_name_shared_by_two_imdb_ids_gives_two_identities(tmp_path: Path) -> N
     assert sorted(source.candidates) == ["Ann_Able", "Sam_Lee_nm1", "Sam_Lee_nm2"]
     assert [c.identity for c in source.candidates["Sam_Lee_nm2"]] == ["Sam_Lee_nm2"]
     assert len(source.anomalies) == 1 and "Sam_Lee" in source.anomalies[0]
+
+
+def test_split_lists_with_a_missing_images_folder_stop_at_once(data_imdb_dir: Path, tmp_path: Path, caplog) -> None:
+    # 75,000 listed images: one error naming the folder, not a warning per image first.
+    with caplog.at_level(logging.WARNING), pytest.raises(DataError, match=r"images folder .*nowhere does not exist"):
+        prepare_imdb_face_lists(data_imdb_dir / "splits", tmp_path / "nowhere", tmp_path / "out")
+    assert not [r for r in caplog.records if "listed but missing" in r.getMessage()]
+
+
+def test_listed_images_missing_are_counted_and_a_few_named(tmp_path: Path, data_make_photo: Callable[..., Path],
+                                                           caplog) -> None:
+    lists = tmp_path / "splits"
+    lists.mkdir()
+    for split in ("train", "val", "test"):
+        lines = [f"images/{split}/{n}.jpg, Kim,0\r\n" for n in range(1, 31)]
+        (lists / f"{split}_labels.csv").write_text("".join(lines), encoding="utf-8", newline="")
+    data_make_photo(tmp_path / "their" / "images" / "train" / "1.jpg", (80, 40, 40))  # one of 90 present
+    with caplog.at_level(logging.WARNING):
+        result = prepare_imdb_face_lists(lists, tmp_path / "their", tmp_path / "out", image_size=8)
+    assert result.dropped_images == {"missing_file": 89}
+    named = [r.getMessage() for r in caplog.records if "listed but missing" in r.getMessage()]
+    assert len(named) == 10 and "further missing images are only counted" in named[-1]

@@ -52,6 +52,9 @@ def test_state_dict_export_is_weights_only_and_loads_as_a_run(tiny_run, photos, 
     assert main(["predict", str(out), str(photos[0]), "--json"]) == 0  # the folder is a minimal run directory
     prediction = json.loads(capsys.readouterr().out)["predictions"][0]
     assert {a["feature"] for a in prediction["attributes"]} == set(dataset["features"])  # prototypes travelled
+    assert main(["evaluate", str(out)]) == 2  # the export keeps no local paths: which dataset is for the user to say
+    error = capsys.readouterr().err
+    assert "records no dataset location" in error and "pass --data" in error and "Traceback" not in error
 
 
 def test_torchscript_export_runs_densely_and_says_so(tiny_run, photos, tmp_path, capsys):

@@ -205,6 +205,7 @@ def test_a_killed_two_process_run_resumes_to_the_same_result(tiny_lfw, tmp_path,
     reference = tmp_path / "ddp"
     result = torchrun(["-m", "facegraph", *train_args(tiny_lfw, reference, overrides=ddp)])
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("run written to") == 1  # one report for the user, not one per rank
 
     script = tmp_path / "kill.py"
     script.write_text(KILL_SCRIPT)

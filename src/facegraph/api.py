@@ -21,7 +21,7 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageFile
 
 from facegraph import __version__
 from facegraph.config import RunConfig, load_config
@@ -132,7 +132,14 @@ class FaceModel:
         return self.trained.layout
 
     def preprocess(self, image: str | Path | Image.Image) -> torch.Tensor:
-        """A photo of any size cut, resized and normalised as the run's dataset was prepared: float32 (3, S, S)."""
+        """A photo of any size cut, resized and normalised as the run's dataset was prepared: float32 (3, S, S).
+
+        A PIL image opened from a file and not yet decoded is read from that file, as a path is: a large JPEG is
+        then decoded at reduced scale, as preparing did. An image already decoded (or made in memory) is cut from
+        its full decode, which can differ from that by a few levels per pixel.
+        """
+        if isinstance(image, ImageFile.ImageFile) and image.tile and image.filename:
+            image = Path(image.filename)  # not decoded yet: decode it as preparing did, leaving the caller's object
         if isinstance(image, Image.Image):
             params = inference_params(self.trained.dataset)
             face = cut_face(image.copy(), FaceCrop(center_fraction=params.center_crop), params.image_size,

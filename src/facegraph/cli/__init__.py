@@ -40,6 +40,12 @@ SUBCOMMANDS = {
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Shows every option's default and keeps the Examples sections as written."""
 
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        # An option whose help states its default in words, or that has none, gets no second "(default: None)".
+        if action.default is None or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
 
 def checked_number(kind: type, text: str, low: float | None, high: float | None, *, low_open: bool = False,
                    high_open: bool = False) -> float:

@@ -15,7 +15,7 @@ from facegraph.data.sources.download import HttpOptions
 from facegraph.data.sources.folder import prepare_folder
 from facegraph.data.sources.imdb_face import DOWNLOAD_WORKERS, PAPER_ASPECT_RATIO, prepare_imdb_face, prepare_imdb_face_lists
 from facegraph.data.sources.lfw import LFW_MIN_IMAGES, LFW_VARIANTS, prepare_lfw
-from facegraph.cli import SUBCOMMANDS, checked_number, positive_float, positive_int
+from facegraph.cli import SUBCOMMANDS, checked_number, positive_float, positive_int, verbose_parent
 from facegraph.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,8 @@ def _selection(args: argparse.Namespace) -> Selection:
 
 
 def _source_parser(sources: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
-    return sources.add_parser(name, help=help_text, description=help_text, epilog=SOURCE_EXAMPLES[name], formatter_class=argparse.RawDescriptionHelpFormatter)
+    return sources.add_parser(name, help=help_text, description=help_text, epilog=SOURCE_EXAMPLES[name],
+                              formatter_class=argparse.RawDescriptionHelpFormatter, parents=[verbose_parent()])
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -120,6 +121,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[verbose_parent()],
     )
     parser.set_defaults(run=run)
     sources = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")

@@ -35,10 +35,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from facegraph.config import load_config
+    from facegraph.engine.distributed import launched_rank
     from facegraph.engine.train import train
 
     overrides = [*args.overrides, *([f"model.init_from={args.init_from!r}"] if args.init_from else [])]
     config = load_config(args.config, overrides)
     out = train(config, args.data, args.out, resume=args.resume)
-    print(f"run written to {out}")
+    if launched_rank() == 0:  # under torchrun every rank returns here; one line for the user
+        print(f"run written to {out}")
     return 0

@@ -24,6 +24,11 @@ class Context:
         return self.world_size > 1
 
 
+def launched_rank() -> int:
+    """This process's rank as torchrun set it (0 without torchrun): which process reports to the user."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def setup(device: str = "auto") -> Context:
     """Join the torchrun process group when there is one (nccl on GPU, gloo on CPU) and pick the device."""
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"

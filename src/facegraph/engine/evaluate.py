@@ -122,6 +122,9 @@ def dataset_of_run(trained: TrainedRun, data_root: str | Path | None = None) -> 
     """The prepared dataset a run was trained on, in the run's splits (`paper.run_dataset`): `data_root` when given
     (a moved dataset), else the path stored in dataset.json; either way its fingerprint must match the one stored
     there."""
+    if data_root is None and "root" not in trained.dataset:
+        raise DataError(f"{trained.path} records no dataset location (an export keeps no local paths): pass --data "
+                        f"with the prepared dataset it was trained on")
     root = Path(data_root) if data_root is not None else Path(trained.dataset["root"])
     if data_root is None and not root.exists():
         raise DataError(f"the dataset of {trained.path} was at {root}, which no longer exists; pass --data with its "

@@ -265,6 +265,7 @@ def prepare_imdb_face(
 # The authors' split lists: `images/<split>/<n>.jpg, <Name>, <Label>` per line, no header, CRLF.
 SPLIT_LIST_PATTERN = "{split}_labels.csv"
 SPLIT_LIST_IMAGE = re.compile(r"^images/(train|val|test)/[^/]+$")
+MISSING_SHOWN = 10  # missing listed images logged one by one; the rest only counted
 
 
 @dataclass(frozen=True)
@@ -310,6 +311,8 @@ def scan_split_lists(splits_dir: str | Path, images_root: str | Path, *, annotat
     """Candidates with the authors' split fixed; identities are their labels (``<name>#<label>`` where a name repeats)."""
     listed, anomalies = read_split_lists(splits_dir)
     images_root = Path(images_root)
+    if not images_root.is_dir():  # else every listed image would be reported missing, one line each
+        raise DataError(f"images folder {images_root} does not exist (expected images/<split>/<n>.jpg under it)")
     names_by_label = _names_by_label(listed)
     if any(len(names) > 1 for names in names_by_label.values()):
         raise DataError(f"{splits_dir}: a label carries several names (see the log); the lists are inconsistent")
@@ -320,7 +323,10 @@ def scan_split_lists(splits_dir: str | Path, images_root: str | Path, *, annotat
     for item in listed:
         if not (images_root / item.image).is_file():
             dropped["missing_file"] += 1
-            logger.warning("%s: image %s is listed but missing; skipped", item.where, images_root / item.image)
+            if dropped["missing_file"] <= MISSING_SHOWN:  # the count is reported with the others; a few examples here
+                logger.warning("%s: image %s is listed but missing; skipped%s", item.where, images_root / item.image,
+                               " (further missing images are only counted)" if dropped["missing_file"] == MISSING_SHOWN
+                               else "")
             continue
         identity = identity_of_label[item.label]
         candidates[identity].append(Candidate(identity, item.image, FaceCrop(), f"{images_root / item.image} ({item.where})", split=item.split))
