@@ -344,3 +344,6 @@ def test_every_command_names_a_traced_export_as_such(tmp_path, capsys):
     assert main(["evaluate", str(export)]) == 2
     error = capsys.readouterr().err
     assert "is a torchscript export" in error and "has not finished" not in error and "best.pt" not in error
+    (export / "export.json").write_text(json.dumps({"model": "model.pt"}))  # no format: say what is wrong with it
+    with pytest.raises(FacegraphError, match=r"does not describe a state-dict export \(format: None\)"):
+        load_trained(export)

@@ -246,8 +246,9 @@ def test_open_set_gallery_rejects_a_stranger_and_caches(tiny_run, tmp_path, caps
     assert document["gallery"]["cache"] == str(first_cache.with_name(f"{first_cache.stem}-crop0.5.npz"))
     assert document["predictions"][0]["gallery"]["best_score"] == pytest.approx(1.0, abs=1e-5)
     assert document["predictions"][0]["top5"] != default_top5
-    assert main([*command, "--center-crop", "1.5"]) == 2
-    assert "centre crops must be distinct and lie in [0.05, 1], got [1.5]" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # argparse refuses it before the run is loaded
+        main([*command, "--center-crop", "1.5"])
+    assert refused.value.code == 2 and "argument --center-crop: 1.5 is out of range" in capsys.readouterr().err
 
     # A changed gallery file (new content, new mtime) is a new gallery: embedded again under another fingerprint.
     changed = gallery / people[0] / "second.jpg"

@@ -264,6 +264,28 @@ def test_a_resume_refuses_the_dataset_prepared_again_with_other_pixels(data_synt
     assert main(synthetic_train(data, legacy, "--resume")) == 0
 
 
+def test_the_preparation_fingerprint_follows_the_pixels_only(tmp_path):
+    from facegraph.rundir import preparation_fingerprint
+
+    def fingerprint(**changes) -> str:
+        folder = tmp_path / str(len(list(tmp_path.iterdir())))
+        folder.mkdir()
+        info = {"image_size": 64, "normalization": {"mean": [0.5] * 3, "std": [0.25] * 3},
+                "parameters": {"center_crop": 1.0, "lfw_variant": "deepfunneled", "workers": 4, "http": {"timeout": 30},
+                               "images_root": "/a"}}
+        for key, value in changes.items():
+            (info["parameters"] if key in info["parameters"] else info)[key] = value
+        (folder / "prepare.json").write_text(json.dumps(info))
+        return preparation_fingerprint(folder)
+
+    same = fingerprint()
+    # How fast or from where it was prepared: the same pixels.
+    assert fingerprint(workers=1) == fingerprint(http={"timeout": 5}) == fingerprint(images_root="/b") == same
+    # Another cut, size, LFW variant or normalisation: other pixels.
+    assert len({same, fingerprint(center_crop=0.8), fingerprint(image_size=32), fingerprint(lfw_variant="funneled"),
+                fingerprint(normalization={"mean": [0.4] * 3, "std": [0.25] * 3})}) == 5
+
+
 def test_a_kill_between_the_start_files_leaves_no_started_run(data_synthetic_32px, tmp_path, monkeypatch, capsys):
     """config.json is written last: a kill before it leaves a folder a fresh training takes over."""
     import facegraph.rundir as rundir
@@ -304,3 +326,4 @@ def test_a_resume_from_a_checkpoint_without_training_state_names_it(data_synthet
     assert f"checkpoint {last} holds no training state (no optimizer, scheduler, rng, best_val_top1, best_epoch)" \
         in error
     assert "Traceback" not in error and len(error.strip().splitlines()) == 1
+    assert "resumed" not in json.loads((run / "environment.json").read_text())  # a refused resume resumed nothing

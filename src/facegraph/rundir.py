@@ -92,17 +92,21 @@ def dataset_fingerprint(root: Path) -> str:
     return digest.hexdigest()
 
 
+# prepare.json's parameters that change the pixels of the same manifest (the rest, e.g. workers, download settings or
+# where the source lay, do not; which photos were chosen is the manifest's, in `dataset_fingerprint`).
+PIXEL_PARAMETERS = ("center_crop", "lfw_variant")
+
+
 def preparation_fingerprint(root: Path) -> str:
-    """SHA-256 over what prepare.json records of how the pixels were made (image size, preparation parameters,
+    """SHA-256 over what prepare.json records of how the pixels were made (image size, centre crop, LFW variant,
     normalisation): re-preparing the same photos with another crop keeps `dataset_fingerprint` but changes this."""
     path = root / PREPARE_FILE
     info = read_json(path)
     if not isinstance(info, dict):
         raise DataError(f"{path} is not a JSON object")
-    # The worker count changes how fast a dataset is prepared, not its pixels.
-    parameters = {key: value for key, value in info.get("parameters", {}).items() if key != "workers"}
-    described = {"image_size": info.get("image_size"), "parameters": parameters,
-                 "normalization": info.get("normalization")}
+    parameters = info.get("parameters", {})
+    described = {"image_size": info.get("image_size"), "normalization": info.get("normalization"),
+                 **{key: parameters.get(key) for key in PIXEL_PARAMETERS}}
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode("utf-8")).hexdigest()
 
 

@@ -63,7 +63,7 @@ class PairedDifference:
 
     @property
     def has_interval(self) -> bool:
-        """True when an interval was computed (at least two seeds)."""
+        """True when an interval was computed: at least two seeds, whose differences are not all the same."""
         return not (math.isnan(self.low) or math.isnan(self.high))
 
     @property

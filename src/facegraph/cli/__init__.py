@@ -70,6 +70,11 @@ def positive_int(text: str) -> int:
     return int(checked_number(int, text, 1, None))
 
 
+def crop_fraction(text: str) -> float:
+    """An argparse type: the side of a photo's central square kept, as a fraction in [0.05, 1]."""
+    return float(checked_number(float, text, 0.05, 1.0))
+
+
 def positive_float(text: str) -> float:
     """An argparse type: a number > 0."""
     return float(checked_number(float, text, 0, None, low_open=True))

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from facegraph.cli import add_layout_option, add_subcommand, positive_int, unit_interval, with_layout
+from facegraph.cli import add_layout_option, add_subcommand, crop_fraction, positive_int, unit_interval, with_layout
 
 EXAMPLES = """  facegraph predict runs/iig photo.jpg
   facegraph predict runs/iig photos/*.jpg --json > predictions.json
@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "the threshold answers 'unknown'. It is a rate per image pair: a stranger is compared "
                              "with every gallery image (a person scores their best image), so up to (gallery images "
                              "x FAR) of strangers are matched to someone (docs/results.md measures it)")
-    parser.add_argument("--center-crop", type=float, metavar="F",
+    parser.add_argument("--center-crop", type=crop_fraction, metavar="F",
                         help="cut the photos (and a folder gallery's) with this centre crop instead of the run's, for "
                              "photos framed unlike its training faces (e.g. 0.45 for 250 px LFW photos and a model "
                              "trained on CelebA's face crops; `verify --center-crop` chooses one on pairs)")
@@ -76,10 +76,6 @@ def run(args: argparse.Namespace) -> int:
     searches: dict = {}
     gallery = None
     trained = with_layout(args, load_trained(args.run_dir, args.checkpoint), len(args.images))
-    if args.center_crop is not None:
-        from facegraph.recognition.runs import check_center_crops
-
-        check_center_crops([args.center_crop])
     results = predict_images(trained, args.images, batch_size=args.batch_size, center_crop=args.center_crop)
     if args.gallery is not None:
         from facegraph.recognition.runs import load_gallery, search_gallery

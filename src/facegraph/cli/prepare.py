@@ -15,7 +15,7 @@ from facegraph.data.sources.download import HttpOptions
 from facegraph.data.sources.folder import prepare_folder
 from facegraph.data.sources.imdb_face import DOWNLOAD_WORKERS, PAPER_ASPECT_RATIO, prepare_imdb_face, prepare_imdb_face_lists
 from facegraph.data.sources.lfw import LFW_MIN_IMAGES, LFW_VARIANTS, prepare_lfw
-from facegraph.cli import SUBCOMMANDS, checked_number, positive_float, positive_int, verbose_parent
+from facegraph.cli import SUBCOMMANDS, checked_number, crop_fraction, positive_float, positive_int, verbose_parent
 from facegraph.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -67,10 +67,6 @@ def _image_size(text: str) -> int:
 
 def _non_negative_float(text: str) -> float:
     return float(checked_number(float, text, 0, None))
-
-
-def _crop_fraction(text: str) -> float:
-    return float(checked_number(float, text, 0.05, 1.0))
 
 
 def _split(text: str) -> dict[str, float]:
@@ -128,7 +124,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     folder = _source_parser(sources, "folder", "one sub-folder of photos per identity (JPEG/PNG/PGM/PPM/BMP)")
     folder.add_argument("src", type=Path, help="folder with one sub-folder per identity")
-    folder.add_argument("--center-crop", type=_crop_fraction, default=1.0, metavar="F",
+    folder.add_argument("--center-crop", type=crop_fraction, default=1.0, metavar="F",
                         help="keep the central square of this fraction of the shorter side, 0.05-1 (default %(default)s; LFW deep-funneled: 0.45)")
     folder.add_argument("--annotations", type=Path, metavar="CSV", help="coded per-identity attributes, paper format Label,Skin,...,Name (default: none)")
     folder.add_argument("--attributes-lfw", type=Path, metavar="DIR", help="folder with the LFW gender lists and the derived table (default: none)")
@@ -140,7 +136,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     lfw.add_argument("--attributes-lfw", type=Path, metavar="DIR", help="folder with the LFW gender lists (default: beside the image folder, if there)")
     lfw.add_argument("--cache-dir", type=Path, metavar="DIR", help="where to download LFW if needed (default ~/.cache/facegraph/lfw)")
     crops = ", ".join(f"{v.name} {v.center_crop}" for v in LFW_VARIANTS.values())
-    lfw.add_argument("--center-crop", type=_crop_fraction, default=None, metavar="F", help=f"central square kept, 0.05-1 (default: the variant's: {crops})")
+    lfw.add_argument("--center-crop", type=crop_fraction, default=None, metavar="F", help=f"central square kept, 0.05-1 (default: the variant's: {crops})")
     _add_common(lfw)
     _add_selection(lfw, min_images=LFW_MIN_IMAGES, per_identity=None, workers=default_workers())
 
@@ -149,7 +145,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     celeba.add_argument("--identity-file", type=Path, metavar="FILE", help="default ROOT/identity_CelebA.txt")
     celeba.add_argument("--attribute-file", type=Path, metavar="FILE", help="default ROOT/list_attr_celeba.txt (no attributes if absent)")
     celeba.add_argument("--images", type=Path, metavar="DIR", help="image folder, flat or per identity (default ROOT/img_align_celeba or ROOT/faces)")
-    celeba.add_argument("--center-crop", type=_crop_fraction, default=1.0, metavar="F", help="central square kept, 0.05-1 (default %(default)s)")
+    celeba.add_argument("--center-crop", type=crop_fraction, default=1.0, metavar="F", help="central square kept, 0.05-1 (default %(default)s)")
     _add_common(celeba)
     _add_selection(celeba, min_images=1, per_identity=None, workers=default_workers())
 

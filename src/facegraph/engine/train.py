@@ -195,8 +195,6 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
         held.enter_context(run.training_lock())
         check_resume(run, config, summary, resume)  # again, under the lock: another training may have written since
     if resuming:
-        recorded_environment = run.record_resume(environment(context.world_size, str(context.device))) \
-            if context.is_main else None
         state = run.recover() if context.is_main else None
         distributed.barrier(context)
         if not context.is_main:
@@ -221,10 +219,13 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
         start_epoch, best_val_top1, best_epoch = state["epoch"], state["best_val_top1"], state["best_epoch"]
         if context.is_main:
             logger.info("resuming %s after epoch %d", run.path, start_epoch)
-    # A lengthened run records its new length, whether or not an epoch was committed before.
-    if resuming and context.is_main and config.train.epochs > run.config().train.epochs:
-        run.write_start(config, recorded_environment, summary)
-        run.done_path.unlink(missing_ok=True)
+    if resuming and context.is_main:
+        # Recorded once the resume can go ahead (its checkpoint read, its world size matching).
+        recorded_environment = run.record_resume(environment(context.world_size, str(context.device)))
+        # A lengthened run records its new length, whether or not an epoch was committed before.
+        if config.train.epochs > run.config().train.epochs:
+            run.write_start(config, recorded_environment, summary)
+            run.done_path.unlink(missing_ok=True)
 
     table = cost_table(model, dataset.image_size)
     ddp_model = DistributedDataParallel(model) if context.distributed else model

@@ -96,9 +96,12 @@ def refuse_traced_export(path: str | Path) -> None:
         return
     exported = read_json(description)
     kind = exported.get("format") if isinstance(exported, dict) else None
-    if kind != "state-dict":
+    if kind in ("torchscript", "onnx"):
         raise FacegraphError(f"{path} is a {kind} export: load it with torch.jit.load or an ONNX runtime, or "
                              f"export the run with --format state-dict for facegraph.load")
+    if kind != "state-dict":
+        raise FacegraphError(f"{description} does not describe a state-dict export (format: {kind!r}): facegraph "
+                             f"loads runs and state-dict exports only")
 
 
 def inference_precision(config: RunConfig, device: torch.device) -> str:
