@@ -26,7 +26,7 @@ import torch
 
 from facegraph.config import RunConfig, config_from_dict
 from facegraph.data import UNKNOWN
-from facegraph.data.prepared import IDENTITIES_FILE, MANIFEST_FILE, PREPARE_FILE
+from facegraph.data.prepared import IDENTITIES_FILE, MANIFEST_FILE
 from facegraph.errors import ConfigError, DataError, FacegraphError
 
 CONFIG_FILE = "config.json"
@@ -97,13 +97,10 @@ def dataset_fingerprint(root: Path) -> str:
 PIXEL_PARAMETERS = ("center_crop", "lfw_variant")
 
 
-def preparation_fingerprint(root: Path) -> str:
-    """SHA-256 over what prepare.json records of how the pixels were made (image size, centre crop, LFW variant,
-    normalisation): re-preparing the same photos with another crop keeps `dataset_fingerprint` but changes this."""
-    path = root / PREPARE_FILE
-    info = read_json(path)
-    if not isinstance(info, dict):
-        raise DataError(f"{path} is not a JSON object")
+def preparation_fingerprint(info: dict[str, Any]) -> str:
+    """SHA-256 over what a prepared dataset's prepare.json (`PreparedDataset.info`, read and checked by
+    load_prepared) records of how the pixels were made (image size, centre crop, LFW variant, normalisation):
+    re-preparing the same photos with another crop keeps `dataset_fingerprint` but changes this."""
     parameters = info.get("parameters", {})
     described = {"image_size": info.get("image_size"), "normalization": info.get("normalization"),
                  **{key: parameters.get(key) for key in PIXEL_PARAMETERS}}

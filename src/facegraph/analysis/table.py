@@ -172,8 +172,8 @@ def paired_rows(models: list[ModelRuns]) -> list[PairedRow]:
 def _test_train_ratio(run_dirs: list[Path]) -> float | None:
     """Mean test / training images of the runs' folds (dataset.json), or None where a run did not record them."""
     ratios = []
-    for run_dir in run_dirs:
-        splits = RunDir(run_dir).dataset().get("splits", {}) if RunDir(run_dir).dataset_path.is_file() else {}
+    for run in map(RunDir, run_dirs):
+        splits = run.dataset().get("splits", {}) if run.dataset_path.is_file() else {}
         if not splits.get("train") or not splits.get("test"):
             return None
         ratios.append(splits["test"] / splits["train"])

@@ -135,7 +135,7 @@ def dataset_of_run(trained: TrainedRun, data_root: str | Path | None = None) -> 
         raise DataError(f"{root} is not the dataset {trained.path} was trained on (manifest/identities fingerprint "
                         f"differs from {trained.run.dataset_path})")
     preparation = trained.dataset.get("preparation_fingerprint")  # absent in runs trained before it was recorded
-    if preparation is not None and preparation_fingerprint(Path(dataset.root)) != preparation:
+    if preparation is not None and preparation_fingerprint(dataset.info) != preparation:
         raise DataError(f"{root} was prepared again since {trained.path} was trained (image size, crop or "
                         f"normalisation differ from what {trained.run.dataset_path} records)")
     return paper.run_dataset(trained.config, dataset)

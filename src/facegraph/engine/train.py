@@ -50,7 +50,7 @@ def dataset_summary(dataset: PreparedDataset) -> dict:
     photos and people; how their pixels were prepared)."""
     return {
         "root": str(Path(dataset.root).resolve()), "fingerprint": dataset_fingerprint(Path(dataset.root)),
-        "preparation_fingerprint": preparation_fingerprint(Path(dataset.root)),
+        "preparation_fingerprint": preparation_fingerprint(dataset.info),
         "image_size": dataset.image_size, "center_crop": dataset.center_crop, "mean": list(dataset.mean),
         "std": list(dataset.std), "identities": [identity.name for identity in dataset.identities],
         "features": dataset.features,

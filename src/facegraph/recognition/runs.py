@@ -92,11 +92,14 @@ class EmbeddedImages:
         return path
 
 
-def run_preprocessing(trained: TrainedRun, prepared: bool) -> dict[str, Any]:
-    """How to cut images for the run: its dataset.json for photos; without the centre crop for prepared faces."""
+def run_preprocessing(trained: TrainedRun, prepared: bool, center_crop: float | None = None) -> dict[str, Any]:
+    """How to cut images for the run: its dataset.json for photos, or `center_crop` (checked) for photos framed
+    unlike its training faces; without the centre crop for prepared faces."""
     preprocessing = {key: trained.dataset[key] for key in ("image_size", "center_crop", "mean", "std")}
     if prepared:
         preprocessing["center_crop"] = 1.0
+    elif center_crop is not None:
+        preprocessing["center_crop"] = check_center_crops([center_crop])[0]
     return preprocessing
 
 
@@ -509,10 +512,7 @@ def gallery_images(trained: TrainedRun, source: str | Path, center_crop: float |
     if len(set(people)) < 2:
         raise DataError(f"gallery {source} has {len(set(people))} person; at least 2 are needed to calibrate the "
                         "threshold on impostor pairs")
-    preprocessing = run_preprocessing(trained, prepared=False)
-    if center_crop is not None:
-        preprocessing["center_crop"] = check_center_crops([center_crop])[0]
-    return GalleryImages(source, paths, people, preprocessing)
+    return GalleryImages(source, paths, people, run_preprocessing(trained, prepared=False, center_crop=center_crop))
 
 
 def gallery_cache_key(trained: TrainedRun, images: GalleryImages) -> str:
@@ -635,11 +635,8 @@ def search_gallery(trained: TrainedRun, run_gallery: RunGallery, images: Sequenc
     A query that is itself a gallery image (the same file or a copy) matches itself (similarity 1): its answer is
     marked `in_gallery` and a warning is logged, so that nobody takes it for recognition. The photos are cut as the
     run's dataset was prepared or, given `center_crop`, with that centre crop."""
-    preprocessing = run_preprocessing(trained, prepared=False)
-    if center_crop is not None:
-        preprocessing["center_crop"] = check_center_crops([center_crop])[0]
-    embedded = embed_images(trained, images, preprocessing=preprocessing, batch_size=batch_size,
-                            names=[str(Path(p)) for p in images])
+    embedded = embed_images(trained, images, preprocessing=run_preprocessing(trained, False, center_crop),
+                            batch_size=batch_size, names=[str(Path(p)) for p in images])
     if not embedded.names:
         return {}
     results = run_gallery.gallery.search(embedded.embeddings, run_gallery.threshold, top_k=top_k)
