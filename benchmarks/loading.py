@@ -28,7 +28,7 @@ from facegraph.data import PreparedDataset, Selection, find_data_root, load_prep
 from facegraph.data.images import normalize
 from facegraph.data.loader import CACHE_DIR
 
-SPREAD_WARNING = 0.10
+from spread import SPREAD_WARNING, spread
 
 
 def per_item_epoch(dataset: PreparedDataset, order: list[int], batch_size: int, rng: np.random.Generator) -> int:
@@ -97,7 +97,7 @@ def main() -> None:
             per_item_rates.append(per_item_epoch(dataset, order, args.batch_size, rng) / (time.perf_counter() - started))
         spreads = []
         for name, rates in (("cached memory-mapped loader", cached_rates), ("per-item PIL JPEG decoding", per_item_rates)):
-            spreads.append((max(rates) - min(rates)) / statistics.median(rates))
+            spreads.append(spread(rates))
             print(f"{name:<28}: {statistics.median(rates):10,.0f} images/s (median of {len(rates)} epochs, spread "
                   f"{100 * spreads[-1]:.0f} %)")
         paired = statistics.median(c / p for c, p in zip(cached_rates, per_item_rates))

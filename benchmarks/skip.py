@@ -44,8 +44,8 @@ from facegraph.engine.layout import AUTO, LAYOUT_CHOICES, time_layouts
 from facegraph.models import LAYOUTS, GatedResNet, build_model
 
 from allocator_option import add_allocator_option, apply_allocator_option
+from spread import SPREAD_WARNING, spread
 
-SPREAD_WARNING = 0.10
 VARIANTS = ("unfused dense", "fused dense", "fused skip")
 
 
@@ -152,7 +152,7 @@ def measure(name: str, batch: int, rate: float, precision: str, layout: str, rep
                 run()
             times[variant].append((time.perf_counter() - started) / passes)
     medians = {variant: statistics.median(t) for variant, t in times.items()}
-    spreads = {variant: (max(t) - min(t)) / medians[variant] for variant, t in times.items()}
+    spreads = {variant: spread(t) for variant, t in times.items()}
     predicted = table.dense_macs() / float(table.per_image_macs(patterns).mean())
     latency = None
     if latencies:
@@ -167,12 +167,12 @@ def format_row(row: Row, images: int) -> str:
     speed = {variant: row.images_per_second(variant, images) for variant in VARIANTS}
     measured = row.seconds["fused dense"] / row.seconds["fused skip"]
     latency = f"{row.latency_ms[0]:.1f} / {row.latency_ms[1]:.1f} ({row.latency_ms[2]} calls)" if row.latency_ms else "-"
-    spread = max(row.spread.values())
-    flag = " !" if spread > SPREAD_WARNING else ""
+    widest = max(row.spread.values())
+    flag = " !" if widest > SPREAD_WARNING else ""
     return (f"| {row.model} | {row.batch} | {row.rate:.1f} | {row.precision} | {row.layout} | "
             f"{speed['unfused dense']:.1f} | {speed['fused dense']:.1f} | {speed['fused skip']:.1f} | "
             f"{row.seconds['unfused dense'] / row.seconds['fused dense']:.2f}x | {measured:.2f}x | "
-            f"{row.predicted:.2f}x | {measured / row.predicted:.2f} | {latency} | {100 * spread:.0f} %{flag} |")
+            f"{row.predicted:.2f}x | {measured / row.predicted:.2f} | {latency} | {100 * widest:.0f} %{flag} |")
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from facegraph.graphs import target_rate_loss, target_rate_schedule
 from facegraph.models import GatedResNet, autocast, build_model, num_blocks
 
 from allocator_option import add_allocator_option, apply_allocator_option
+from spread import SPREAD_WARNING, spread
 
 ARCH, WIDTH, IMAGE_SIZE, NUM_CLASSES, BATCH = "resnet50", 0.25, 64, 158, 64
 
@@ -48,10 +49,6 @@ def train_step(model: GatedResNet, optimizer: torch.optim.Optimizer, images: tor
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-
-
-def spread(times: list[float]) -> float:
-    return (max(times) - min(times)) / statistics.median(times)
 
 
 def main() -> None:
@@ -99,8 +96,9 @@ def main() -> None:
     of_medians = statistics.median(times["gated"]) / statistics.median(times["no gates"])
     print(f"\ngated / no gates: {paired:.3f}x step time, median of paired steps (target <= 1.10); "
           f"ratio of the medians {of_medians:.3f}x")
-    if any(spread(measured) > 0.10 for measured in times.values()):
-        print("WARNING: spread above 10 % (a busy machine?): do not read these numbers as results")
+    if any(spread(measured) > SPREAD_WARNING for measured in times.values()):
+        print(f"WARNING: spread above {100 * SPREAD_WARNING:.0f} % (a busy machine?): do not read these numbers as "
+              "results")
     if args.profile:
         model = models["gated"]
         with torch.profiler.profile() as profile:

@@ -24,10 +24,11 @@ from facegraph.paper import model_from_config
 from facegraph.graphs import training_loss
 from facegraph.models import autocast
 
+from spread import SPREAD_WARNING, spread
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-SPREAD_WARNING = 0.10
 SETTINGS = [(precision, channels_last) for precision in ("fp32", "bf16") for channels_last in (False, True)]
 
 
@@ -99,12 +100,12 @@ def main() -> None:
         noisy = False
         for (precision, channels_last), per_image in times.items():
             median = statistics.median(per_image)
-            spread = (max(per_image) - min(per_image)) / median
-            noisy |= spread > SPREAD_WARNING
+            scatter = spread(per_image)
+            noisy |= scatter > SPREAD_WARNING
             paired = statistics.median(b / t for b, t in zip(baseline, per_image))
             wait = waits[precision, channels_last] / spent[precision, channels_last]
-            print(f"| {precision} | {channels_last} | {1 / median:.0f} | {100 * wait:.1f} % | {100 * spread:.0f} %"
-                  f"{' !' if spread > SPREAD_WARNING else ''} | {paired:.2f}x |")
+            print(f"| {precision} | {channels_last} | {1 / median:.0f} | {100 * wait:.1f} % | {100 * scatter:.0f} %"
+                  f"{' !' if scatter > SPREAD_WARNING else ''} | {paired:.2f}x |")
         if noisy:
             print(f"WARNING: rows marked ! have a spread above {100 * SPREAD_WARNING:.0f} % (a busy machine?): do not "
                   "read them as results")
