@@ -3,6 +3,7 @@ writes, and the lock goes with the process that held it (a killed training leave
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,7 @@ from pathlib import Path
 from conftest import TINY_RUN, metrics_rows
 
 from facegraph.cli import main
+from facegraph.rundir import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,3 +60,21 @@ def test_a_second_training_of_a_run_in_training_fails_at_once(data_synthetic_32p
     # The kernel released the dead process's lock: the run resumes and finishes.
     assert main(train_args(data_synthetic_32px, run, "--resume")) == 0
     assert [row["epoch"] for row in metrics_rows(run)] == [1, 2] and (run / "done.json").is_file()
+
+
+def test_torchrun_into_a_run_in_training_fails_at_once(data_synthetic_32px, tmp_path):
+    """Under torchrun only rank 0 takes the lock: when it cannot, the whole launch must stop (not leave rank 1
+    waiting in a collective) and write nothing."""
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+               "facegraph", *train_args(data_synthetic_32px, run)]
+    with RunDir(run).training_lock():
+        started = time.monotonic()
+        result = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=REPO)
+        took = time.monotonic() - started
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert result.stderr.count(f"{run} is being trained by another process (pid {os.getpid()})") == 1, \
+        result.stderr[-3000:]
+    assert "[rank1]" not in result.stderr, result.stderr[-3000:]  # rank 1 stopped with rank 0, no traceback of its own
+    assert took < 120, f"the launch took {took:.0f} s to give up"
+    assert sorted(path.name for path in run.iterdir()) == ["train.lock"]

@@ -5,6 +5,10 @@ class FacegraphError(Exception):
     """Base class: bad input, bad configuration, missing files. The message names what is wrong and where."""
 
 
+class StoppedWithRankZero(FacegraphError):
+    """Raised on the other ranks of a torchrun launch when rank 0 stopped with an error that it reports itself."""
+
+
 class ConfigError(FacegraphError):
     """A configuration key is unknown, has the wrong type or an invalid value."""
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from facegraph import __version__
 from facegraph.engine.allocator import keep_freed_memory
-from facegraph.errors import FacegraphError
+from facegraph.errors import FacegraphError, StoppedWithRankZero
 
 if TYPE_CHECKING:
     from facegraph.engine.trained import TrainedRun
@@ -154,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()  # commands that run networks on CPU reuse freed tensor buffers (engine/allocator.py)
     try:
         return int(args.run(args) or 0)
+    except StoppedWithRankZero:
+        return 2  # rank 0 prints the reason: one line for the user, not one per process
     except FacegraphError as error:
         if args.verbose:
             raise

@@ -22,7 +22,7 @@ from facegraph.engine.annealing import linear_anneal, lr_factor, target_rates_at
 from facegraph.engine.evaluate import evaluate_run, predict_split, summarize_predictions
 from facegraph.engine.metrics import topk_correct
 from facegraph.engine.trained import distillation_teacher, environment, warm_start
-from facegraph.errors import ConfigError, FacegraphError
+from facegraph.errors import ConfigError, FacegraphError, StoppedWithRankZero
 from facegraph.flops import cost_table
 from facegraph.graphs import training_loss
 from facegraph.models import GatedResNet, autocast
@@ -190,10 +190,17 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
     state = None
     if not resuming and config.model.init_from:
         warm_start(model, config.model.init_from, summary["identities"])  # weights that do not fit: nothing written
+    refused: FacegraphError | None = None
     if context.is_main:
         # The first write: from here on a second training of this run fails at once instead of interleaving.
-        held.enter_context(run.training_lock())
-        check_resume(run, config, summary, resume)  # again, under the lock: another training may have written since
+        try:
+            held.enter_context(run.training_lock())
+            check_resume(run, config, summary, resume)  # again, under the lock: another training may have written
+        except FacegraphError as error:
+            refused = error
+    # Every rank stops with rank 0, instead of the others failing later in a collective whose peer has gone.
+    if distributed.broadcast_flag(refused is not None, context):
+        raise refused or StoppedWithRankZero(f"rank 0 could not train {run.path}")
     if resuming:
         state = run.recover() if context.is_main else None
         distributed.barrier(context)
