@@ -25,8 +25,9 @@ from facegraph.data import load_prepared
 from facegraph.data.images import load_image_for_inference
 from facegraph.engine.trained import load_trained
 from facegraph.recognition import Gallery, calibrate_threshold, fit_pca, open_set_rates, raw_pixel_embeddings
+from facegraph.recognition.embedding import embed_images, image_files, run_preprocessing
 from facegraph.recognition.protocol import threshold_at_far
-from facegraph.recognition.runs import embed_images, image_files, impostor_scores, run_preprocessing
+from facegraph.recognition.run_gallery import impostor_scores
 
 GALLERY_MIN_PHOTOS = 10
 STRANGER_MAX_PHOTOS = 4

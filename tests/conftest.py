@@ -1,5 +1,6 @@
 """Shared fixtures. Data fixtures (prefix ``data_``): the real data folder, small prepared datasets, synthetic
-photo folders and a loopback HTTP server with injectable faults."""
+photo folders and a loopback HTTP server with injectable faults. Run fixtures: a tiny ConvNet-IIG trained by the CLI
+on synthetic photos (``tiny_run``) and photos to ask it about (``photos``)."""
 
 from __future__ import annotations
 
@@ -291,3 +292,64 @@ def comparable_metrics(rows: list[dict]) -> list[dict]:
             row["train"].pop(key)
         clean.append(row)
     return clean
+
+
+# --- a tiny trained ConvNet-IIG (test_api, test_export, test_layout, test_predict) -----------------------------------
+
+PEOPLE = {"Ann_Able": ((200, 40, 40), "female"), "Bob_Baker": ((40, 200, 40), "male"),
+          "Cid_Cole": ((40, 40, 200), "male"), "Dee_Dunn": ((200, 200, 40), "female")}
+TRAIN_OPTIONS = ["--set", "train.epochs=1", "--set", "train.min_steps=0", "--set", "model.arch=resnet20", "--set", "model.image_size=32",
+                 "--set", "train.batch_size=16", "--set", "train.precision=fp32", "--set", "train.channels_last=false",
+                 "--set", "optim.warmup_epochs=0"]
+
+
+def write_photo(path: Path, rgb: tuple[int, int, int], seed: int, size: tuple[int, int] = (48, 48)) -> Path:
+    pixels = np.clip(np.array(rgb) + np.random.default_rng(seed).integers(-40, 41, (size[1], size[0], 3)), 0, 255)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels.astype(np.uint8)).save(path)
+    return path
+
+
+def prepare_tiny_dataset(root: Path) -> Path:
+    """Four identities x 10 synthetic photos with LFW-style gender lists, prepared at 32 px; returns the data dir."""
+    from facegraph.cli import main
+
+    photos, lists = root / "faces", root / "attributes"
+    male, female = [], []
+    for index, (name, (rgb, gender)) in enumerate(PEOPLE.items()):
+        for number in range(10):
+            file = f"{name}_{number + 1:04d}.jpg"
+            write_photo(photos / name / file, rgb, 100 * index + number)
+            (male if gender == "male" else female).append(file)
+    lists.mkdir()
+    (lists / "lfw_male_names.txt").write_text("\n".join(male) + "\n")
+    (lists / "lfw_female_names.txt").write_text("\n".join(female) + "\n")
+    data = root / "data"
+    assert main(["prepare", "folder", str(photos), "--min-images", "10", "--image-size", "32", "--center-crop", "0.9",
+                 "--split", "60/20/20", "--attributes-lfw", str(lists), "--out", str(data), "--no-progress"]) == 0
+    return data
+
+
+def train_tiny_run(root: Path, run: Path) -> Path:
+    """A one-epoch ConvNet-IIG (gender) ResNet-20 at 32 px, trained and evaluated by the CLI."""
+    from facegraph.cli import main
+
+    data = prepare_tiny_dataset(root)
+    assert main(["train", "--config", "cpu/iig-gender", "--data", str(data), "--out", str(run), *TRAIN_OPTIONS]) == 0
+    return run
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny run, trained once per test module (a module may change it, as evaluating it does)."""
+    root = tmp_path_factory.mktemp("api")
+    return train_tiny_run(root, root / "runs" / "iig")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Three photos of other sizes than the run's 32 px: a large JPEG, a wide PNG, a 32 px JPEG."""
+    folder = tmp_path_factory.mktemp("photos")
+    return [write_photo(folder / f"{i}.{'png' if i % 2 else 'jpg'}", rgb, 7 + i, size)
+            # The JPEG is over twice the model's input: decoding it at reduced scale, as preparing does, matters.
+            for i, (rgb, size) in enumerate([((200, 40, 40), (150, 200)), ((40, 200, 40), (100, 50)), ((40, 40, 200), (32, 32))])]

@@ -1,15 +1,12 @@
-"""Fig. 5: easy/hard selection and the Mann-Whitney test of active gates, correct vs wrong."""
-
-import itertools
-import math
+"""Fig. 5: easy/hard selection and the comparison of active gates, correct vs wrong (the Mann-Whitney test itself:
+test_statistics.py)."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from facegraph.analysis.easy_hard import (
-    average_ranks, compare_active_gates, easy_hard_examples, mann_whitney_u, plot_active_gate_distribution,
-    plot_easy_hard_grid,
+    compare_active_gates, easy_hard_examples, plot_active_gate_distribution, plot_easy_hard_grid,
 )
 
 
@@ -24,37 +21,6 @@ def test_easy_and_hard_are_the_fewest_and_most_gates_among_correct_images():
     assert (examples[0].easy, examples[0].hard, examples[0].easy_gates, examples[0].hard_gates) == (1, 2, 2, 9)
     assert (examples[1].easy, examples[1].hard, examples[1].correct_images) == (4, 6, 3)  # tie 4/4: earlier record
     assert easy_hard_examples(identity, correct, active, max_identities=1) == examples[:1]
-
-
-def test_average_ranks_share_ties():
-    assert average_ranks(np.array([10, 20, 20, 5, 20])).tolist() == [2.0, 4.0, 4.0, 1.0, 4.0]
-
-
-def _pairwise_u(a, b):
-    return sum(1.0 if x > y else 0.5 if x == y else 0.0 for x, y in itertools.product(a, b))
-
-
-def test_mann_whitney_u_is_the_pairwise_count():
-    generator = np.random.default_rng(0)
-    a, b = generator.integers(0, 8, 40), generator.integers(0, 6, 25)
-    test = mann_whitney_u(a, b)
-    assert test.u == pytest.approx(_pairwise_u(a, b))
-    assert test.auc == pytest.approx(_pairwise_u(a, b) / (40 * 25))
-    assert mann_whitney_u(b, a).u == pytest.approx(40 * 25 - test.u)
-    assert mann_whitney_u(b, a).p_two_sided == pytest.approx(test.p_two_sided)
-
-
-def test_mann_whitney_p_value_against_a_worked_example():
-    # No ties, n = 4 + 4, complete separation: U = 16, mean 8, variance 4 * 4 * 9 / 12 = 12;
-    # z = (16 - 8 - 0.5) / sqrt(12) with the continuity correction.
-    test = mann_whitney_u(np.array([5, 6, 7, 8]), np.array([1, 2, 3, 4]))
-    z = 7.5 / math.sqrt(12)
-    assert (test.u, test.auc) == (16.0, 1.0)
-    assert test.z == pytest.approx(z)
-    assert test.p_two_sided == pytest.approx(math.erfc(z / math.sqrt(2)))
-    identical = mann_whitney_u(np.array([3, 3]), np.array([3, 3, 3]))
-    assert identical.auc == 0.5 and math.isnan(identical.p_two_sided)
-    assert math.isnan(mann_whitney_u(np.array([1, 2]), np.array([])).u)
 
 
 def test_comparison_of_correct_and_wrong_predictions():

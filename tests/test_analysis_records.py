@@ -217,3 +217,17 @@ def test_a_column_known_for_one_seed_of_several_has_no_spread():
     header, (cells,) = markdown_table([row])
     assert dict(zip(header, cells))["Top-1 test (%)"] == "60.00 ± 10.00"
     assert "90.00 (1 of 3 seeds)" in cells
+
+
+def test_the_overlap_correction_counts_only_the_images_a_fold_trained_on(tmp_path):
+    """Runs written before the carved validation part had its own split counted it in "train": n_train is what the
+    model trained on either way, so the same folds give the same n_test / n_train."""
+    from facegraph.analysis.table import _test_train_ratio
+
+    older, newer = tmp_path / "older", tmp_path / "newer"
+    for run, summary in ((older, {"splits": {"train": 3459, "test": 865}, "val_from_train": 350}),
+                         (newer, {"splits": {"train": 3109, "val": 350, "test": 865}, "val_from_train": 350})):
+        run.mkdir()
+        (run / "dataset.json").write_text(json.dumps(summary))
+    assert _test_train_ratio([older]) == pytest.approx(865 / 3109)
+    assert _test_train_ratio([newer]) == pytest.approx(865 / 3109)

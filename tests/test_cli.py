@@ -75,3 +75,11 @@ def test_presets_lists_every_shipped_preset(capsys):
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert {"cpu/resnet50", "cpu/aig-t0.5", "paper/iig-gender-age", "cpu/cosface"} <= set(listed)
     assert not any(name.endswith("/base") for name in listed)
+
+
+def test_flops_offers_every_architecture_the_models_build():
+    """cli/flops.py names the architectures itself so that `--help` need not import torch: the copy must not drift."""
+    from facegraph.cli.flops import ARCH_NAMES
+    from facegraph.models.resnet import ARCHS
+
+    assert ARCH_NAMES == tuple(ARCHS)

@@ -4,6 +4,7 @@ server serving real photos with every fault injected, resuming, and the authors'
 from __future__ import annotations
 
 import csv
+from collections import Counter
 import json
 import logging
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from facegraph.data import Selection, load_prepared, prepare_imdb_face, prepare_
 from facegraph.data.images import FaceCrop, UnusableImage, cut_face
 from facegraph.data.sources import imdb_face
 from facegraph.data.sources.download import HttpOptions
-from facegraph.data.sources.imdb_face import read_index, read_split_lists, scan_index
+from facegraph.data.sources.imdb_face import iter_index, read_split_lists, scan_index
 from facegraph.errors import DataError
 
 HEADER = ["name", "index", "image", "rect", "height width", "url"]
@@ -36,6 +37,12 @@ def _write(path: Path, rows: list[list[str]], *, delimiter: str, newline: str, b
             writer.writerow(header)
         writer.writerows(rows)
     return path
+
+
+def read_index(path: Path) -> tuple[list, Counter]:
+    """Every row of an index and the malformed-row counts."""
+    dropped: Counter = Counter()
+    return list(iter_index(path, dropped)), dropped
 
 
 @pytest.mark.parametrize(("delimiter", "newline", "bom"), [("\t", "\r\n", True), (",", "\n", False), (",", "\r\n", True), ("\t", "\n", False)])

@@ -16,7 +16,7 @@ import torch
 import facegraph
 from facegraph.cli import main
 from facegraph.errors import FacegraphError
-from test_api import photos, tiny_run  # noqa: F401  (module-scoped fixtures: a tiny trained run, three photos)
+from facegraph.rundir import RunDir
 
 HAS_ONNX = importlib.util.find_spec("onnx") is not None
 
@@ -57,6 +57,32 @@ def test_state_dict_export_is_weights_only_and_loads_as_a_run(tiny_run, photos, 
     assert "records no dataset location" in error and "pass --data" in error and "Traceback" not in error
 
 
+def test_state_dict_export_carries_the_prototypes_the_run_reads(tiny_run, tmp_path):
+    """eval/test.json's prototypes, else eval/val.json's (rundir.RunDir.stored_prototypes), not a mix of both."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    features = json.loads((run / "dataset.json").read_text())["features"]
+    k = facegraph.load(run).model.num_gates
+    stored = {"test": [[1.0] * k, [None] * k],  # a label without training images: null
+              "val": [[0.25] * k, [0.5] * k]}
+    for split, rows in stored.items():
+        (run / "eval" / f"{split}.json").write_text(json.dumps({"readout": {"gender": {"prototypes": rows}}}))
+    facegraph.export(run, tmp_path / "shared")
+    exported = json.loads((tmp_path / "shared" / "eval" / "test.json").read_text())
+    assert exported == {"readout": {"gender": {"prototypes": stored["test"]}}}
+    read_back = RunDir(tmp_path / "shared").stored_prototypes(features, k)["gender"]
+    assert torch.equal(read_back, RunDir(run).stored_prototypes(features, k)["gender"])
+
+    (run / "eval" / "test.json").unlink()  # without a test evaluation: the validation split's
+    facegraph.export(run, tmp_path / "from-val")
+    exported = json.loads((tmp_path / "from-val" / "eval" / "test.json").read_text())
+    assert exported == {"readout": {"gender": {"prototypes": stored["val"]}}}
+
+    (run / "eval" / "val.json").write_text(json.dumps({"readout": {"gender": {"prototypes": [[0.5] * (k + 1)] * 2}}}))
+    facegraph.export(run, tmp_path / "misfit")  # rows that do not fit the model's gates are not carried
+    assert not (tmp_path / "misfit" / "eval").exists()
+
+
 def test_torchscript_export_runs_densely_and_says_so(tiny_run, photos, tmp_path, capsys):
     out = tmp_path / "ts"
     assert main(["export", str(tiny_run), "--out", str(out), "--format", "torchscript"]) == 0
@@ -85,7 +111,7 @@ def test_traced_export_of_a_bf16_run_computes_in_fp32_and_says_so(tiny_run, phot
     config = json.loads((run / "config.json").read_text())
     config["train"]["precision"] = "bf16"  # the run infers in bf16, as a CPU run trained in bf16 does
     (run / "config.json").write_text(json.dumps(config))
-    with caplog.at_level(logging.WARNING, logger="facegraph.api"):
+    with caplog.at_level(logging.WARNING, logger="facegraph.engine.export"):
         description = facegraph.export(run, tmp_path / "ts", format="torchscript")
     assert description == json.loads((tmp_path / "ts" / "export.json").read_text())
     assert description["precision"] == "fp32" and description["run_precision"] == "bf16"
@@ -105,7 +131,7 @@ def test_traced_export_of_a_bf16_run_computes_in_fp32_and_says_so(tiny_run, phot
     fp32 = model.trained.inference_model.infer(batch, skip=True, precision="fp32")
     assert torch.allclose(traced_logits, fp32.logits, atol=1e-5) and torch.equal(traced_gates, fp32.gate_values)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="facegraph.api"):  # a state dict loads with the run's precision
+    with caplog.at_level(logging.WARNING, logger="facegraph.engine.export"):  # a state dict loads with the run's precision
         shared = facegraph.export(run, tmp_path / "sd")
     assert shared["precision"] == shared["run_precision"] == "bf16" and not caplog.text
 

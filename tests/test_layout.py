@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import write_photo
+
 import facegraph
 from facegraph.cli import LAYOUT_NAMES, main
 from facegraph.engine.layout import LAYOUT_CHOICES, time_layouts, use_layout
@@ -18,8 +20,6 @@ from facegraph.engine.trained import load_trained
 from facegraph.errors import FacegraphError
 from facegraph.graphs import middle_gated_schedule
 from facegraph.models import GatedResNet, build_model, num_blocks
-
-from test_api import tiny_run, write_photo  # noqa: F401  (tiny_run: a module-scoped fixture, a tiny trained run)
 
 
 def _layout_of(graph: GatedResNet) -> str:

@@ -20,14 +20,13 @@ from facegraph.flops import cost_table
 from facegraph.graphs import alternate_masks, middle_gated_schedule
 from facegraph.models import build_model, num_blocks
 from facegraph.rundir import RunDir
-from test_api import tiny_run as trained_run_dir  # noqa: F401  (module-scoped fixture: a tiny run trained by the CLI)
 
 IMAGE_SIZE = 32
 IDENTITIES = [f"Person_{i}" for i in range(7)]
 FEATURES = {"gender": ["male", "female"], "age": ["<35", "35-45", "45-55", ">55"]}
 
 
-def tiny_run(tmp_path: Path) -> TrainedRun:
+def synthetic_run(tmp_path: Path) -> TrainedRun:
     torch.manual_seed(0)
     schedule = middle_gated_schedule(num_blocks("resnet20"), 0.5, 1, 1)
     model = build_model("resnet20", len(IDENTITIES), width=0.5, target_rates=schedule, initial_open_rate=0.5)
@@ -57,7 +56,7 @@ def write_photos(tmp_path: Path) -> list[Path]:
 
 
 def test_predictions_match_the_model_and_the_cost_table(tmp_path):
-    info = tiny_run(tmp_path)
+    info = synthetic_run(tmp_path)
     model = info.model
     photos = write_photos(tmp_path)
     results = predict_images(info, photos, batch_size=2)
@@ -95,7 +94,7 @@ def test_predictions_match_the_model_and_the_cost_table(tmp_path):
 
 
 def test_unreadable_photos_are_named_and_the_rest_still_predicted(tmp_path):
-    info = tiny_run(tmp_path)
+    info = synthetic_run(tmp_path)
     good = write_photos(tmp_path)[:2]
     not_an_image = tmp_path / "notes.jpg"
     not_an_image.write_text("this is text")
@@ -115,7 +114,7 @@ def test_unreadable_photos_are_named_and_the_rest_still_predicted(tmp_path):
 
 def test_plain_resnet_runs_every_block(tmp_path):
     plain = build_model("resnet20", len(IDENTITIES), width=0.5)
-    info = dataclasses.replace(tiny_run(tmp_path), model=plain, feature_masks={},
+    info = dataclasses.replace(synthetic_run(tmp_path), model=plain, feature_masks={},
                                cost_table=cost_table(plain, IMAGE_SIZE))
     (result,) = predict_images(info, write_photos(tmp_path)[:1])
     assert result.gates == "" and result.open_gates == [] and result.attributes == []
@@ -124,7 +123,7 @@ def test_plain_resnet_runs_every_block(tmp_path):
 
 
 def test_stored_train_prototypes_give_aig_attributes(tmp_path):
-    info = dataclasses.replace(tiny_run(tmp_path), feature_masks={})
+    info = dataclasses.replace(synthetic_run(tmp_path), feature_masks={})
     k = info.model.num_gates
     male, female = [1.0] * k, [0.0] * k
     (tmp_path / "eval").mkdir()
@@ -141,8 +140,8 @@ def test_stored_train_prototypes_give_aig_attributes(tmp_path):
         assert age.label in ("<35", "35-45") and age.distances[">55"] == float("inf")
 
 
-def test_a_photo_of_the_gallery_itself_is_marked_not_recognised(trained_run_dir, tmp_path, capsys, caplog):
-    faces = trained_run_dir.parents[1] / "faces"  # the photos the tiny run was prepared from, a folder per person
+def test_a_photo_of_the_gallery_itself_is_marked_not_recognised(tiny_run, tmp_path, capsys, caplog):
+    faces = tiny_run.parents[1] / "faces"  # the photos the tiny run was prepared from, a folder per person
     gallery = tmp_path / "gallery"
     for person in ("Ann_Able", "Bob_Baker"):
         (gallery / person).mkdir(parents=True)
@@ -152,8 +151,8 @@ def test_a_photo_of_the_gallery_itself_is_marked_not_recognised(trained_run_dir,
     same_file = gallery / "Bob_Baker" / ".." / "Ann_Able" / enrolled[0].name  # another spelling of the same file
     copy = shutil.copyfile(enrolled[1], tmp_path / "copy.jpg")
     other = sorted((faces / "Ann_Able").glob("*.jpg"))[5]  # Ann, but not a gallery image
-    command = ["predict", str(trained_run_dir), str(same_file), str(copy), str(other), "--gallery", str(gallery)]
-    with caplog.at_level(logging.WARNING, logger="facegraph.recognition.runs"):
+    command = ["predict", str(tiny_run), str(same_file), str(copy), str(other), "--gallery", str(gallery)]
+    with caplog.at_level(logging.WARNING, logger="facegraph.recognition.run_gallery"):
         assert main([*command, "--json"]) == 0
     answers = [p["gallery"] for p in json.loads(capsys.readouterr().out)["predictions"]]
     assert [a["in_gallery"] for a in answers] == [True, True, False]

@@ -11,7 +11,7 @@ import torch
 from facegraph.errors import ConfigError, DataError
 from facegraph.recognition import UNKNOWN, Gallery, calibrate_threshold, gallery_fingerprint, open_set_rates
 from facegraph.recognition.gallery import false_alarm_bound
-from facegraph.recognition.runs import impostor_scores
+from facegraph.recognition.run_gallery import impostor_scores
 
 
 def unit(rows: np.ndarray) -> np.ndarray:

@@ -58,7 +58,7 @@ def plain_and_flip_embeddings(run: Path, photos: list[Path]) -> tuple[np.ndarray
 
     from facegraph.data import load_image_for_inference
     from facegraph.engine.trained import load_trained
-    from facegraph.recognition.runs import run_preprocessing
+    from facegraph.recognition.embedding import run_preprocessing
 
     trained = load_trained(run)
     faces = torch.stack([load_image_for_inference(p, run_preprocessing(trained, prepared=False)) for p in photos])
@@ -191,7 +191,7 @@ def test_verify_pairs_from_prepared(tiny_run, tmp_path, capsys):
 
 def test_open_set_gallery_rejects_a_stranger_and_caches(tiny_run, tmp_path, capsys):
     from facegraph.engine.trained import load_trained
-    from facegraph.recognition.runs import embed_images
+    from facegraph.recognition.embedding import embed_images
 
     people = people_with(8, set())
     gallery = tmp_path / "gallery"

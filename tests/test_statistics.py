@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics as pystats
 from math import comb
@@ -15,10 +16,12 @@ from facegraph.analysis.statistics import (
     balanced_accuracy,
     binomial_interval,
     majority_rate,
+    mann_whitney_u,
     mcnemar_exact,
     mean_std,
     paired_difference,
 )
+from facegraph.recognition import roc_auc
 
 
 # --- binomial_interval (Clopper-Pearson) -------------------------------------------------------------------------
@@ -177,6 +180,36 @@ def test_mcnemar_rejects_bad_input():
         mcnemar_exact([True, False], [True])
     with pytest.raises(ValueError):
         mcnemar_exact([0, 2], [1, 0])
+
+
+# --- mann_whitney_u -----------------------------------------------------------------------------------------------
+
+def _pairwise_u(a, b):
+    return sum(1.0 if x > y else 0.5 if x == y else 0.0 for x, y in itertools.product(a, b))
+
+
+def test_mann_whitney_u_is_the_pairwise_count():
+    generator = np.random.default_rng(0)
+    a, b = generator.integers(0, 8, 40), generator.integers(0, 6, 25)
+    test = mann_whitney_u(a, b)
+    assert test.u == pytest.approx(_pairwise_u(a, b))
+    assert test.auc == pytest.approx(_pairwise_u(a, b) / (40 * 25))
+    assert test.auc == roc_auc(np.concatenate([a, b]), np.arange(65) < 40)  # a as the matched scores
+    assert mann_whitney_u(b, a).u == pytest.approx(40 * 25 - test.u)
+    assert mann_whitney_u(b, a).p_two_sided == pytest.approx(test.p_two_sided)
+
+
+def test_mann_whitney_p_value_against_a_worked_example():
+    # No ties, n = 4 + 4, complete separation: U = 16, mean 8, variance 4 * 4 * 9 / 12 = 12;
+    # z = (16 - 8 - 0.5) / sqrt(12) with the continuity correction.
+    test = mann_whitney_u(np.array([5, 6, 7, 8]), np.array([1, 2, 3, 4]))
+    z = 7.5 / math.sqrt(12)
+    assert (test.u, test.auc) == (16.0, 1.0)
+    assert test.z == pytest.approx(z)
+    assert test.p_two_sided == pytest.approx(math.erfc(z / math.sqrt(2)))
+    identical = mann_whitney_u(np.array([3, 3]), np.array([3, 3, 3]))
+    assert identical.auc == 0.5 and math.isnan(identical.p_two_sided)
+    assert math.isnan(mann_whitney_u(np.array([1, 2]), np.array([])).u)
 
 
 # --- mean_std -----------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from facegraph.data import Selection, load_prepared, prepare_folder
 from facegraph.data.prepared import holdout
 from facegraph.engine.annealing import training_epochs
 from facegraph.engine.evaluate import evaluate_run
-from facegraph.engine.trained import warm_start
+from facegraph.engine.warm_start import warm_start
 from facegraph.errors import FacegraphError
 from facegraph.rundir import RunDir, load_checkpoint
 
@@ -248,7 +248,7 @@ def test_a_checkpoint_file_keeps_the_classifier_only_when_its_run_had_the_same_i
     bare.write_bytes(checkpoint.read_bytes())
     fresh = paper.model_from_config(config, len(identities))
     fc_before = fresh.state_dict()["fc.weight"].clone()
-    with caplog.at_level("INFO", logger="facegraph.engine.trained"):
+    with caplog.at_level("INFO", logger="facegraph.engine.warm_start"):
         loaded = warm_start(fresh, bare, identities)
     assert "fc.weight" not in loaded and "stem.0.weight" in loaded
     assert torch.equal(fresh.state_dict()["fc.weight"], fc_before)

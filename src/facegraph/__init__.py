@@ -15,7 +15,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 # Public names, each defined in facegraph.api.
-_API = ("Embeddings", "FaceModel", "build_model", "export", "keep_freed_memory", "load", "load_config")
+_API = ("AttributeEstimate", "Embeddings", "FaceModel", "GatedOutput", "PhotoPrediction", "PredictionFailure",
+        "build_model", "export", "keep_freed_memory", "load", "load_config")
 
 __all__ = ["__version__", *_API]
 

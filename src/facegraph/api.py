@@ -2,7 +2,7 @@
 it about photos, build a fresh network, export a run for sharing.
 
     import facegraph
-    model = facegraph.load("runs/iig")                    # a run directory or a folder `facegraph export` wrote
+    model = facegraph.load("runs/iig")                    # a run directory or a state-dict export
     embeddings, gates = model.embed(["a.jpg", "b.jpg"])   # L2-normalised penultimate features, gates used
     predictions = model.predict(["a.jpg"])                # top-5 identities, gates, cost, attributes
     attributes = model.read_attributes(["a.jpg"])         # eq. 5, per feature
@@ -12,55 +12,33 @@ Everything else in the package is private: names, modules and signatures may cha
 
 from __future__ import annotations
 
-import logging
-import shutil
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence, Union
 
-import numpy as np
 import torch
 from PIL import Image, ImageFile
 
-from facegraph import __version__
 from facegraph.config import RunConfig, load_config
-from facegraph.data.images import FaceCrop, cut_face, inference_params, load_image_for_inference, normalize
+from facegraph.data.images import face_for_inference, inference_params, load_image_for_inference
 from facegraph.engine.allocator import keep_freed_memory
+from facegraph.engine.export import EXPORT_FORMATS, export_run
 from facegraph.engine.layout import use_layout
 from facegraph.engine.predict import (
     AttributeEstimate, PhotoPrediction, PredictionFailure, estimate_attributes, label_references, predict_images,
 )
 from facegraph.engine.trained import TrainedRun, inference_precision, load_trained
-from facegraph.errors import DataError, FacegraphError
-from facegraph.models import LAYOUTS, Embeddings, GatedOutput, GatedResNet
+from facegraph.errors import DataError
+from facegraph.models import Embeddings, GatedOutput, GatedResNet
 from facegraph.models import build_model as _build_model
-from facegraph.rundir import BEST, CHECKPOINTS, CONFIG_FILE, DATASET_FILE, EVAL_DIR, EXPORT_FILE, open_run, write_json
-
-logger = logging.getLogger(__name__)
+from facegraph.rundir import BEST, EXPORT_FILE
 
 __all__ = [
-    "EXPORT_FILE", "EXPORT_FORMATS", "Embeddings", "FaceModel", "ImageInput", "build_model", "export",
-    "keep_freed_memory", "load", "load_config",
+    "EXPORT_FILE", "EXPORT_FORMATS", "AttributeEstimate", "Embeddings", "FaceModel", "GatedOutput", "ImageInput",
+    "PhotoPrediction", "PredictionFailure", "build_model", "export", "keep_freed_memory", "load", "load_config",
 ]
 
 ImageInput = Union[str, Path, Image.Image, torch.Tensor]
-EXPORT_FORMATS = ("state-dict", "torchscript", "onnx")
-TORCHSCRIPT_FILE = "model.torchscript.pt"
-ONNX_FILE = "model.onnx"
-# dataset.json keys an export keeps: preprocessing, identity names and attribute labels (no local paths).
-SHARED_DATASET_KEYS = ("image_size", "center_crop", "mean", "std", "identities", "features")
-TRACED_PRECISION = "fp32"  # what a traced export computes in, whatever the run infers in
-DENSE_EXECUTION = ("dense: every block runs and a closed gate multiplies its residual branch by 0 (eq. 1 by masking); "
-                   "the same logits and gates as the skipping model in fp32 (a run that infers in bf16 or fp16 differs "
-                   "by that rounding in its logits, now and then in a gate or a top-1 answer), no saving in compute; "
-                   "the fused inference graph (BatchNorm folded into the convolutions and the gates' first linear "
-                   "layer), NCHW")
-# What a traced export returns; embeddings stay out so that `logits, gate_values = model(images)` keeps working.
-TRACED_OUTPUTS = {"logits": "(B, identities): scores of the run's training identities, not face embeddings (those: a "
-                            "state-dict export and FaceModel.embed); a cosine classifier's are cosines, probabilities "
-                            "softmax(logit_scale * logits)",
-                  "gate_values": "(B, gated blocks), 0/1"}
 
 
 def build_model(arch: str, num_classes: int, **options: Any) -> GatedResNet:
@@ -141,10 +119,7 @@ class FaceModel:
         if isinstance(image, ImageFile.ImageFile) and image.tile and image.filename:
             image = Path(image.filename)  # not decoded yet: decode it as preparing did, leaving the caller's object
         if isinstance(image, Image.Image):
-            params = inference_params(self.trained.dataset)
-            face = cut_face(image.copy(), FaceCrop(center_fraction=params.center_crop), params.image_size,
-                            "PIL image", upright=True)
-            return normalize(torch.from_numpy(np.array(face)).permute(2, 0, 1), params.mean, params.std).contiguous()
+            return face_for_inference(image.copy(), inference_params(self.trained.dataset), "PIL image")
         if isinstance(image, (str, Path)):
             return load_image_for_inference(image, self.trained.dataset)
         raise DataError(f"preprocess takes a file path or a PIL image, got {type(image).__name__}")
@@ -207,93 +182,6 @@ def load(path: str | Path, checkpoint: str = BEST, *, device: str | torch.device
     return model
 
 
-# ------------------------------------------------------------------------------------------------------- export
-
-def _check_out(out: Path, run_path: Path) -> None:
-    out_resolved, run_resolved = out.resolve(), run_path.resolve()
-    if out_resolved == run_resolved or run_resolved in out_resolved.parents or out_resolved in run_resolved.parents:
-        raise FacegraphError(f"--out {out} overlaps the run directory {run_path}: choose a folder apart from it")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FacegraphError(f"--out {out} exists and is not an empty folder")
-
-
-def _write_shared_files(trained: TrainedRun, out: Path) -> dict[str, Any]:
-    """config.json and dataset.json (preprocessing, identities, labels; no local paths) of an export."""
-    dataset = {key: trained.dataset[key] for key in SHARED_DATASET_KEYS if key in trained.dataset}
-    write_json(out / CONFIG_FILE, trained.run.config_dict())
-    write_json(out / DATASET_FILE, dataset)
-    return dataset
-
-
-def _export_state_dict(trained: TrainedRun, out: Path, dataset: dict[str, Any]) -> dict[str, Any]:
-    """The export as a minimal run directory: `facegraph.load` and `facegraph predict` take it as they take a run."""
-    state = {key: value.detach().clone().contiguous() for key, value in trained.model.state_dict().items()}
-    weights = out / CHECKPOINTS / f"{BEST}.pt"
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": state}, weights)
-    prototypes = {feature: {"prototypes": result["prototypes"]}
-                  for split in ("test", "val") if (evaluation := trained.run.evaluation(split)) is not None
-                  for feature, result in evaluation.get("readout", {}).items()
-                  if feature in dataset.get("features", {}) and result.get("prototypes") is not None}
-    if prototypes:  # the train-split prototypes eq. 5 compares with for features without IIG masks
-        write_json(out / EVAL_DIR / "test.json", {"readout": prototypes})
-    if trained.run.is_done:  # a finished run's export loads without the "not finished training" warning
-        shutil.copyfile(trained.run.done_path, out / trained.run.done_path.name)
-    return {"weights": str(weights.relative_to(out)),
-            "load": "facegraph.load(FOLDER), or torch.load(weights, weights_only=True)['model'] as a state dict"}
-
-
-def _traced(trained: TrainedRun) -> torch.jit.ScriptModule:
-    """TorchScript of the run's fused inference graph (fp32, CPU, NCHW: no layout a runtime must know of), by tracing
-    its dense forward pass (gates by masking): skipping selects images by the gates' values, control flow a trace
-    cannot record."""
-    model = trained.model.fuse_for_inference(LAYOUTS["nchw"]).float().cpu()  # a copy: the run's model stays as it is
-    image_size = int(trained.dataset["image_size"])
-    example = torch.zeros(2, 3, image_size, image_size)
-
-    class Dense(torch.nn.Module):
-        def __init__(self, network: GatedResNet) -> None:
-            super().__init__()
-            self.network = network
-
-        def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            logits, gate_values = self.network(images, skip=False)
-            return logits, gate_values
-
-    wrapper = Dense(model).eval()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated, yet what tools without torch.export load
-        return torch.jit.trace(wrapper, example, check_trace=False)
-
-
-def _export_torchscript(trained: TrainedRun, out: Path) -> dict[str, Any]:
-    traced = _traced(trained)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        traced.save(str(out / TORCHSCRIPT_FILE))
-    return {"model": TORCHSCRIPT_FILE, "execution": DENSE_EXECUTION,
-            "load": "torch.jit.load(model); model(images) -> (logits, gate_values)", "outputs": TRACED_OUTPUTS}
-
-
-def _export_onnx(trained: TrainedRun, out: Path) -> dict[str, Any]:
-    try:
-        import onnx  # noqa: F401  (torch's exporter needs it)
-    except ImportError:
-        raise FacegraphError("ONNX export needs the onnx package: pip install 'facegraph[onnx]'") from None
-    size = int(trained.dataset["image_size"])
-    traced = _traced(trained)
-    try:
-        torch.onnx.export(traced, (torch.zeros(2, 3, size, size),), str(out / ONNX_FILE), input_names=["images"],
-                          output_names=["logits", "gate_values"], dynamo=False,
-                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}, "gate_values": {0: "batch"}})
-    except Exception as error:  # the exporter raises many types; the user gets one line
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise FacegraphError(f"ONNX export failed: {first_line}") from None
-    return {"model": ONNX_FILE, "execution": DENSE_EXECUTION,
-            "inputs": {"images": "float32 (B, 3, S, S), preprocessed as dataset.json says"},
-            "outputs": TRACED_OUTPUTS}
-
-
 def export(run_dir: str | Path, out: str | Path, *, format: str = "state-dict", checkpoint: str = BEST) -> dict[str, Any]:
     """Write what a user shares of a run into the new folder `out` and return its `export.json` description.
 
@@ -301,46 +189,8 @@ def export(run_dir: str | Path, out: str | Path, *, format: str = "state-dict", 
     export.json. "state-dict": checkpoints/best.pt holding only the weights (no optimizer or RNG state; loads with
     `torch.load(..., weights_only=True)`), a folder `facegraph.load` and `facegraph predict` accept as a run.
     "torchscript" / "onnx": the fused inference graph traced in dense mode (gates applied by masking, see
-    DENSE_EXECUTION) in fp32, returning logits and gate values (TRACED_OUTPUTS), not embeddings; a run that infers
-    in another precision gets a warning. export.json records `precision` (the export's), `run_precision` and
-    `logit_scale`. ONNX needs the `onnx` package (`pip install 'facegraph[onnx]'`).
+    DENSE_EXECUTION in engine/export.py) in fp32, returning logits and gate values (TRACED_OUTPUTS there), not
+    embeddings; a run that infers in another precision gets a warning. export.json records `precision` (the
+    export's), `run_precision` and `logit_scale`. ONNX needs the `onnx` package (`pip install 'facegraph[onnx]'`).
     """
-    if format not in EXPORT_FORMATS:
-        raise FacegraphError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
-    out = Path(out)
-    _check_out(out, open_run(run_dir).path)
-    if format == "onnx":
-        try:
-            import onnx  # noqa: F401
-        except ImportError:
-            raise FacegraphError("ONNX export needs the onnx package: pip install 'facegraph[onnx]'") from None
-    trained = load_trained(run_dir, checkpoint)
-    run_precision = trained.config.train.precision
-    precision = run_precision if format == "state-dict" else TRACED_PRECISION  # a state-dict loads with its config
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        dataset = _write_shared_files(trained, out)
-        if format == "state-dict":
-            files = _export_state_dict(trained, out, dataset)
-        elif format == "torchscript":
-            files = _export_torchscript(trained, out)
-        else:
-            files = _export_onnx(trained, out)
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)  # never leave half an export that looks whole
-        raise
-    description = {
-        "format": format, "facegraph": __version__, "torch": torch.__version__,
-        "source_run": str(trained.path), "checkpoint": checkpoint,
-        "arch": trained.config.model.arch, "variant": trained.config.model.variant,
-        "image_size": dataset["image_size"], "num_classes": len(dataset["identities"]),
-        "gated_blocks": list(trained.model.gated_blocks), "precision": precision, "run_precision": run_precision,
-        "classifier": trained.model.classifier, "logit_scale": trained.model.logit_scale, **files,
-    }
-    write_json(out / EXPORT_FILE, description)
-    if precision != run_precision:
-        logger.warning("%s infers in %s, its %s export in %s: the export agrees with the run's %s inference, not "
-                       "exactly with `facegraph predict` (logits differ by %s rounding, now and then a gate or a top-1 "
-                       "answer)", trained.path, run_precision, format, precision, precision, run_precision)
-    return description
-
+    return export_run(run_dir, out, format=format, checkpoint=checkpoint)

@@ -82,7 +82,7 @@ class IIGFeatureConfig:
 @dataclass
 class LossConfig:
     target_rate: float = 0.5  # t of eq. 2 for every gated block
-    target_weight: float = 1.0  # eq. 2 weight (eq. 3 uses 1); aig only
+    target_weight: float = 1.0  # eq. 2 weight (eq. 3 uses 1); iig: on every gate when > 0, else unmasked_target_weight
     target_warmup_epochs: int = 0  # targets fall linearly from 1 to t over these first epochs (0: t from the start)
     iig_weight: float = 0.0  # eq. 4 weight; iig only
     iig_balanced: bool = False  # weigh each label equally in eq. 4 (against collapse onto a majority label's mask)

@@ -41,6 +41,11 @@ LAST = "last"
 BEST = "best"
 PENDING_SUFFIX = ".pending"
 EVAL_DIR = "eval"
+VERIFY_DIR = "verify"  # verify/<name>/: what `facegraph verify` wrote for one set of pairs, in the three files below
+VERIFY_SUMMARY_FILE = "summary.json"
+VERIFIED_PAIRS_FILE = "pairs.csv"
+SKIPPED_PAIRS_FILE = "skipped-pairs.txt"
+GALLERIES_DIR = "galleries"  # galleries/<key>.npz: a gallery's embeddings, cached by `predict --gallery`
 # What --resume needs of last.pt besides the weights; a best.pt or an export holds none of it.
 TRAINING_STATE_KEYS = ("optimizer", "scheduler", "rng", "epoch", "best_val_top1", "best_epoch")
 # eval/<split>-images.csv: these columns, then one per dataset feature, then readout_<feature> per read-out.
@@ -67,6 +72,14 @@ def write_json(path: Path, data: Any) -> None:
 
 def write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
 
 
 def read_json(path: Path) -> Any:
@@ -105,6 +118,23 @@ def preparation_fingerprint(info: dict[str, Any]) -> str:
     described = {"image_size": info.get("image_size"), "normalization": info.get("normalization"),
                  **{key: parameters.get(key) for key in PIXEL_PARAMETERS}}
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+# What `dataset_difference` finds.
+OTHER_PHOTOS = "other photos"
+PREPARED_AGAIN = "prepared again"
+
+
+def dataset_difference(recorded: dict[str, Any], fingerprint: str, preparation: str) -> str | None:
+    """Whether a prepared dataset (its `dataset_fingerprint` and `preparation_fingerprint`) is the one a run recorded
+    in dataset.json (`recorded`): None when it is; OTHER_PHOTOS for other photos, people or splits (or no fingerprint
+    recorded, as in an export); PREPARED_AGAIN for the same photos with other pixels. Runs trained before the
+    preparation fingerprint existed have none: they are judged on their photos alone."""
+    if recorded.get("fingerprint") != fingerprint:
+        return OTHER_PHOTOS
+    if recorded.get("preparation_fingerprint") not in (None, preparation):
+        return PREPARED_AGAIN
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------- checkpoints
@@ -216,14 +246,6 @@ def image_records_header(features: list[str], readout_features: list[str]) -> li
     return [*IMAGE_COLUMNS, *features, *(READOUT_PREFIX + f for f in readout_features)]
 
 
-def write_image_records(path: Path, header: list[str], rows: list[list[Any]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    writer.writerows(rows)
-    write_text(path, buffer.getvalue())
-
-
 def _parse_field(path: Path, line: int, column: str, text: str, kind: type) -> Any:
     try:
         return kind(text)
@@ -292,6 +314,26 @@ def read_image_records(path: Path, features: dict[str, list[str]]) -> ImageRecor
     )
 
 
+# -------------------------------------------------------------------------------------------- galleries/<key>.npz
+
+def write_gallery_cache(path: Path, embeddings: np.ndarray, people: list[str], paths: list[str],
+                        skipped: list[tuple[str, str]]) -> None:
+    """A gallery's embeddings, each one's person and image path, and the images skipped with their error."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
+    np.savez(tmp, embeddings=embeddings, people=np.array(people, dtype=str), paths=np.array(paths, dtype=str),
+             skipped=np.array([f"{image}\t{error}" for image, error in skipped], dtype=str))
+    tmp.replace(path)
+
+
+def read_gallery_cache(path: Path) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
+    """The embeddings, people and skipped images `write_gallery_cache` wrote; OSError, KeyError or ValueError when the
+    file is unreadable."""
+    with np.load(path, allow_pickle=False) as cached:
+        return (cached["embeddings"], [str(n) for n in cached["people"]],
+                [tuple(s.split("\t", 1)) for s in cached["skipped"].tolist()])
+
+
 # ---------------------------------------------------------------------------------------------- the run directory
 
 @dataclass(frozen=True)
@@ -336,6 +378,16 @@ class RunDir:
     def image_records_path(self, split: str) -> Path:
         return self.path / EVAL_DIR / f"{split}-images.csv"
 
+    def verification_dir(self, name: str) -> Path:
+        return self.path / VERIFY_DIR / name
+
+    def verification_dirs(self) -> list[Path]:
+        """The verify/<name>/ folders that hold a pairs.csv, sorted by name."""
+        return sorted(p.parent for p in (self.path / VERIFY_DIR).glob(f"*/{VERIFIED_PAIRS_FILE}"))
+
+    def gallery_cache_path(self, key: str) -> Path:
+        return self.path / GALLERIES_DIR / f"{key}.npz"
+
     @property
     def is_done(self) -> bool:
         return self.done_path.is_file()
@@ -369,6 +421,11 @@ class RunDir:
     def image_records(self, split: str, features: dict[str, list[str]]) -> ImageRecords | None:
         path = self.image_records_path(split)
         return read_image_records(path, features) if path.is_file() else None
+
+    def verification_summary(self, name: str) -> dict[str, Any] | None:
+        """verify/<name>/summary.json; None when the run was not verified on those pairs."""
+        path = self.verification_dir(name) / VERIFY_SUMMARY_FILE
+        return read_json(path) if path.is_file() else None
 
     def stored_prototypes(self, features: dict[str, list[str]], num_gates: int) -> dict[str, torch.Tensor]:
         """Per-label mean gate vectors that evaluate stored (eval/<split>.json readout.<feature>.prototypes); a label

@@ -78,12 +78,10 @@ def verify_run(run_dir: Path, verification: VerificationPairs) -> dict:
     """The run's verification summary on the pairs (computed once, then read from RUN/verify/<pairs stem>/ while its
     centre crops are the ones asked for)."""
     from facegraph.engine.trained import load_trained
-    from facegraph.recognition.runs import lfw_pair_set, verify_pairs
-    from facegraph.rundir import read_json
+    from facegraph.recognition.run_verification import lfw_pair_set, verify_pairs
 
-    summary_path = run_dir / "verify" / verification.pairs.stem / "summary.json"
-    if summary_path.is_file():
-        summary = read_json(summary_path)
+    summary = RunDir(run_dir).verification_summary(verification.pairs.stem)
+    if summary is not None:
         crops = summary.get("center_crops", [summary["preprocessing"]["center_crop"]])
         if verification.center_crop is None or crops == list(verification.center_crop):
             return summary
@@ -212,7 +210,7 @@ def run_demo(out: str | Path, data: str | Path | None = None, overrides: list[st
     table, _ = write_table(rows, out, "cpu demo on LFW, one seed", paired_rows(models))
     report_path = None
     if report:
-        from facegraph.analysis.report import build_report  # matplotlib loads only when a report is written
+        from facegraph.analysis.report import write_report  # matplotlib loads only when a report is written
 
-        report_path = build_report(list(runs.values()), out / "report")
+        report_path = write_report(list(runs.values()), out / "report").index
     return DemoResult(out, dataset, runs, table, rows, report_path)

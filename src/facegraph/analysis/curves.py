@@ -1,4 +1,5 @@
-"""Fig. 1: top-1 and top-5 accuracy per epoch, for every split metrics.jsonl records (train, val, test).
+"""Fig. 1: top-1 and top-5 accuracy per epoch, for every split metrics.jsonl records (train writes train and val;
+the test split is evaluated once, after training, and drawn as a star from eval/<split>.json).
 
 The train line is what training logged: the running accuracy over the epoch's batches in training mode (augmented
 images, sampled gates, batch statistics), not an evaluation of the weights at the epoch's end."""

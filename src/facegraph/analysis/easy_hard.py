@@ -11,6 +11,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
+from facegraph.analysis.statistics import RankTest, mann_whitney_u
+
 
 @dataclass(frozen=True)
 class EasyHard:
@@ -43,57 +45,6 @@ def easy_hard_examples(identity: np.ndarray, correct: np.ndarray, active_gates: 
         examples.append(EasyHard(int(person), int(easy), int(hard), int(active_gates[easy]), int(active_gates[hard]), len(chosen)))
     examples.sort(key=lambda e: (-(e.hard_gates - e.easy_gates), e.identity))
     return examples[:max_identities]
-
-
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of `values`, tied values sharing the mean of their ranks."""
-    values = np.asarray(values, dtype=np.float64)
-    order = np.argsort(values, kind="stable")
-    sorted_values = values[order]
-    # Boundaries of runs of equal values; each run gets the mean of the ranks it spans.
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-    ends = np.r_[starts[1:], len(values)]
-    run_ranks = (starts + ends + 1) / 2.0
-    ranks = np.empty(len(values))
-    ranks[order] = np.repeat(run_ranks, ends - starts)
-    return ranks
-
-
-@dataclass(frozen=True)
-class RankTest:
-    """Mann-Whitney U test of sample a against sample b (normal approximation, tie-corrected, continuity-corrected).
-
-    `u` counts pairs with a > b (ties count one half); `auc` = u / (n_a n_b) = P(a > b) + P(a = b) / 2, 0.5 when
-    neither sample tends to be larger; `p_two_sided` is NaN when either sample is empty or all values are equal.
-    """
-
-    u: float
-    auc: float
-    z: float
-    p_two_sided: float
-    n_a: int
-    n_b: int
-
-
-def mann_whitney_u(a: np.ndarray, b: np.ndarray) -> RankTest:
-    """Mann-Whitney U of `a` versus `b`, computed from average ranks of the pooled sample."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    n_a, n_b = len(a), len(b)
-    if n_a == 0 or n_b == 0:
-        return RankTest(math.nan, math.nan, math.nan, math.nan, n_a, n_b)
-    pooled = np.concatenate([a, b])
-    ranks = average_ranks(pooled)
-    u = float(ranks[:n_a].sum() - n_a * (n_a + 1) / 2.0)
-    n = n_a + n_b
-    _, tie_sizes = np.unique(pooled, return_counts=True)
-    tie_term = float((tie_sizes ** 3 - tie_sizes).sum()) / (n * (n - 1)) if n > 1 else 0.0
-    variance = n_a * n_b / 12.0 * ((n + 1) - tie_term)
-    if variance <= 0:
-        return RankTest(u, u / (n_a * n_b), math.nan, math.nan, n_a, n_b)
-    deviation = u - n_a * n_b / 2.0
-    # Continuity correction: U is discrete, so the normal approximation of its tail starts half a unit closer to the mean.
-    z = math.copysign(max(abs(deviation) - 0.5, 0.0), deviation) / math.sqrt(variance)
-    return RankTest(u, u / (n_a * n_b), z, math.erfc(abs(z) / math.sqrt(2.0)), n_a, n_b)
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,14 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from facegraph.analysis.information import ChanceLevel, gate_feature_information, shuffled_max_information_quantile
+from facegraph.analysis.information import (
+    ChanceLevel, entropy_bits, gate_feature_information, shuffled_max_information_quantile,
+)
+from facegraph.graphs import label_prototypes
 
 
 def open_rate_matrix(gates: np.ndarray, codes: np.ndarray, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -18,15 +22,11 @@ def open_rate_matrix(gates: np.ndarray, codes: np.ndarray, num_labels: int) -> t
     `gates` (N, k) 0/1; `codes` (N,) label index, -1 = unknown (left out, as in the paper). A label without images
     gets a row of NaN, drawn blank rather than as "never open".
     """
-    gates = np.asarray(gates, dtype=np.float64)
-    codes = np.asarray(codes, dtype=np.int64)
-    rates = np.full((num_labels, gates.shape[1]), np.nan)
-    counts = np.zeros(num_labels, dtype=np.int64)
-    for label in range(num_labels):
-        chosen = codes == label
-        counts[label] = int(chosen.sum())
-        if counts[label]:
-            rates[label] = gates[chosen].mean(axis=0)
+    gates = np.ascontiguousarray(gates, dtype=np.float64)
+    codes = np.ascontiguousarray(codes, dtype=np.int64)
+    rates = label_prototypes(torch.from_numpy(gates), torch.from_numpy(codes), num_labels).numpy()
+    counts = np.array([int((codes == label).sum()) for label in range(num_labels)], dtype=np.int64)
+    rates[counts == 0] = np.nan  # the prototypes' +inf (never picked by eq. 5) would read as "always open"
     return rates, counts
 
 
@@ -81,9 +81,7 @@ def feature_heatmap(feature: str, labels: Sequence[str], gates: np.ndarray, code
     information = gate_feature_information(known_gates, known_codes, len(labels))
     chance = shuffled_max_information_quantile(known_gates, known_codes, len(labels), seed=seed,
                                                identities=None if identities is None else identities[known])
-    present = counts[counts > 0] / max(1, counts.sum())
-    label_entropy = float(-(present * np.log2(present)).sum())
-    return FeatureHeatmap(feature, list(labels), rates, counts, information, chance, label_entropy, people)
+    return FeatureHeatmap(feature, list(labels), rates, counts, information, chance, entropy_bits(known_codes), people)
 
 
 def block_findings(heatmap: FeatureHeatmap, top: int = 3) -> list[BlockFinding]:

@@ -22,6 +22,8 @@ def entropy_bits(codes: np.ndarray) -> float:
 
 
 ROUNDING_BITS = 1e-12
+CHANCE_QUANTILE = 0.95  # of the largest I under shuffled labels: about 5 % false alarms per feature
+CHANCE_ROUNDS = 200  # label shuffles behind that quantile
 
 
 def _information_from_counts(joint_counts: np.ndarray) -> np.ndarray:
@@ -35,18 +37,6 @@ def _information_from_counts(joint_counts: np.ndarray) -> np.ndarray:
     bits = np.nan_to_num(terms, nan=0.0).sum(axis=(-2, -1))
     # I >= 0; independent counts sum to 0 only up to rounding (+-1e-17), which must not read as "some information".
     return np.where(np.abs(bits) < ROUNDING_BITS, 0.0, bits)
-
-
-def mutual_information_bits(x: np.ndarray, y: np.ndarray) -> float:
-    """Plug-in I(X; Y) in bits of two paired 1-D arrays of discrete values."""
-    x, y = np.asarray(x), np.asarray(y)
-    if x.shape != y.shape or x.ndim != 1 or len(x) == 0:
-        raise ValueError(f"expected two non-empty 1-D arrays of equal length, got shapes {x.shape} and {y.shape}")
-    _, x_codes = np.unique(x, return_inverse=True)
-    _, y_codes = np.unique(y, return_inverse=True)
-    joint_counts = np.zeros((x_codes.max() + 1, y_codes.max() + 1))
-    np.add.at(joint_counts, (x_codes, y_codes), 1.0)
-    return float(_information_from_counts(joint_counts))
 
 
 def _gate_label_counts(gates: np.ndarray, one_hot_labels: np.ndarray) -> np.ndarray:
@@ -103,7 +93,7 @@ def _labels_of_people(codes: np.ndarray, identities: np.ndarray) -> tuple[np.nda
 
 def shuffled_max_information_quantile(
     gates: np.ndarray, codes: np.ndarray, num_labels: int, *, identities: np.ndarray | None = None,
-    rounds: int = 200, quantile: float = 0.95, seed: int = 0,
+    rounds: int = CHANCE_ROUNDS, quantile: float = CHANCE_QUANTILE, seed: int = 0,
 ) -> ChanceLevel:
     """Chance level for all k gates at once: the `quantile` over `rounds` label shuffles of max_j I(gate_j; labels).
 

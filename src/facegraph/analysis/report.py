@@ -22,7 +22,7 @@ from facegraph.analysis.easy_hard import (
     ActiveGateComparison, compare_active_gates, easy_hard_examples, plot_active_gate_distribution, plot_easy_hard_grid,
 )
 from facegraph.analysis.heatmaps import BlockFinding, FeatureHeatmap, block_findings, feature_heatmap, plot_feature_heatmap
-from facegraph.analysis.information import ChanceLevel
+from facegraph.analysis.information import CHANCE_QUANTILE, CHANCE_ROUNDS, ChanceLevel
 from facegraph.analysis.page import PageFigure, PageTable, Paragraph, Section, render_page
 from facegraph.analysis.records import RunRecords, read_run_records
 from facegraph.analysis.probe import linear_probe
@@ -342,22 +342,18 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, *, split: 
     return report
 
 
-def build_report(run_dirs: Sequence[str | Path], out_dir: str | Path, **options) -> Path:
-    """write_report, returning only the page's path (what `facegraph demo` records)."""
-    return write_report(run_dirs, out_dir, **options).index
-
-
 def _method_section(split: str) -> Section:
     return Section("How the numbers are computed", anchor="method", items=[
         Paragraph(f"Open rate: for each label of a feature, the fraction of {split} images with that label whose gate "
                   "was open (deterministic gates, as evaluate ran them); images with an unknown label are left out."),
         Paragraph("Mutual information: the plug-in estimate I(G; F) = sum p(g, f) log2 p(g, f) / (p(g) p(f)) with "
                   "frequencies as probabilities. It cannot exceed H(F) or 1 bit (a gate is binary) and is biased upwards on "
-                  "small samples, and the best of many blocks more so, hence one chance level per feature: the 95th "
-                  "percentile, over 200 shuffles of the labels among people (a person's images keep one label "
-                  "together, as labels belong to people; among images where one person's images carry different "
-                  "labels), of the largest I of any gated block. If no block knew "
-                  "anything about the feature, any block would be called above it about 5% of the time."),
+                  "small samples, and the best of many blocks more so, hence one chance level per feature: the "
+                  f"{100 * CHANCE_QUANTILE:.0f}th percentile, over {CHANCE_ROUNDS} shuffles of the labels among people "
+                  "(a person's images keep one label together, as labels belong to people; among images where one "
+                  "person's images carry different labels), of the largest I of any gated block. If no block knew "
+                  "anything about the feature, any block would be called above it about "
+                  f"{100 * (1 - CHANCE_QUANTILE):.0f}% of the time."),
         Paragraph("Easy/hard: among an identity's correctly classified images, the one with the fewest active gates is "
                   "'easy', the one with the most 'hard'. Correct vs wrong: the Mann-Whitney U statistic of active-gate "
                   "counts (average ranks for ties), AUC = U / (n_correct n_wrong), and a two-sided p-value from the "

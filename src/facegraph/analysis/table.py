@@ -13,7 +13,8 @@ import numpy as np
 
 from facegraph import paper
 from facegraph.analysis.statistics import (
-    McNemarResult, PairedDifference, binomial_interval, mcnemar_exact, mean_std, paired_difference,
+    McNemarResult, PairedDifference, balanced_accuracy, binomial_interval, majority_rate, mcnemar_exact, mean_std,
+    paired_difference,
 )
 from facegraph.config import RunConfig
 from facegraph.errors import DataError
@@ -48,13 +49,16 @@ class ModelRuns:
 def confusion_scores(confusion: list[list[int]]) -> tuple[float | None, float | None, float | None]:
     """Accuracy, balanced accuracy (mean recall over the labels present) and the majority-label rate (what always
     answering the most frequent label scores) of a read-out's confusion matrix (rows: true labels), as fractions."""
-    matrix = np.asarray(confusion, dtype=np.float64).reshape(len(confusion), -1)
-    totals = matrix.sum(axis=1)
-    if not totals.sum():
+    if not confusion:  # an evaluation that stored an accuracy without its matrix
         return None, None, None
-    present = totals > 0
-    recalls = np.diag(matrix)[present] / totals[present]
-    return float(np.trace(matrix) / totals.sum()), float(recalls.mean()), float(totals.max() / totals.sum())
+    matrix = np.asarray(confusion, dtype=np.int64).reshape(len(confusion), -1)
+    if not matrix.sum():
+        return None, None, None
+    # One (true, predicted) code pair per image, so the scores come from the same functions the probe uses.
+    true_codes = np.repeat(np.arange(matrix.shape[0]), matrix.sum(axis=1))
+    predicted_codes = np.repeat(np.tile(np.arange(matrix.shape[1]), matrix.shape[0]), matrix.ravel())
+    return (float(np.trace(matrix) / matrix.sum()), balanced_accuracy(true_codes, predicted_codes, matrix.shape[0]),
+            majority_rate(true_codes))
 
 
 def _readout_percent(evaluation: dict[str, Any], feature: str, score: int) -> float | None:
@@ -170,13 +174,18 @@ def paired_rows(models: list[ModelRuns]) -> list[PairedRow]:
 
 
 def _test_train_ratio(run_dirs: list[Path]) -> float | None:
-    """Mean test / training images of the runs' folds (dataset.json), or None where a run did not record them."""
+    """Mean test / training images of the runs' folds (dataset.json), or None where a run did not record them.
+
+    Training images are the ones trained on: runs written before the validation part carved from train was recorded
+    as its own split counted it in "train" (and recorded it as "val_from_train"), so it is taken out here."""
     ratios = []
     for run in map(RunDir, run_dirs):
-        splits = run.dataset().get("splits", {}) if run.dataset_path.is_file() else {}
+        summary = run.dataset() if run.dataset_path.is_file() else {}
+        splits = summary.get("splits", {})
         if not splits.get("train") or not splits.get("test"):
             return None
-        ratios.append(splits["test"] / splits["train"])
+        carved_in_train = 0 if "val" in splits else summary.get("val_from_train") or 0
+        ratios.append(splits["test"] / (splits["train"] - carved_in_train))
     return sum(ratios) / len(ratios) if ratios else None
 
 

@@ -8,7 +8,6 @@ false accepts, false rejects and correct decisions.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -21,12 +20,10 @@ from matplotlib.figure import Figure
 from facegraph.analysis.page import PageFigure, PageTable, Paragraph, Section
 from facegraph.errors import DataError
 from facegraph.recognition.protocol import roc_curve
+from facegraph.rundir import VERIFIED_PAIRS_FILE, VERIFY_SUMMARY_FILE, RunDir, read_json
 
 logger = logging.getLogger(__name__)
 
-VERIFY_DIR = "verify"
-PAIRS_FILE = "pairs.csv"
-SUMMARY_FILE = "summary.json"
 OUTCOMES = ("false accept", "false reject", "true accept", "true reject")
 
 SaveFigure = Callable[[Figure, str, str, str], PageFigure]
@@ -48,7 +45,7 @@ class VerifiedPairs:
 
 def read_verified_pairs(folder: Path) -> VerifiedPairs:
     """Read RUN/verify/<name>/pairs.csv (DataError naming the file if it is malformed)."""
-    path = folder / PAIRS_FILE
+    path = folder / VERIFIED_PAIRS_FILE
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
@@ -72,15 +69,10 @@ def read_verified_pairs(folder: Path) -> VerifiedPairs:
     attributes = {f: ([row[f"{f}_first"] for row in rows], [row[f"{f}_second"] for row in rows]) for f in features}
     summary: dict[str, Any] = {}
     try:
-        summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        logger.warning("%s: no readable %s", folder, SUMMARY_FILE)
+        summary = read_json(folder / VERIFY_SUMMARY_FILE)
+    except DataError:
+        logger.warning("%s: no readable %s", folder, VERIFY_SUMMARY_FILE)
     return VerifiedPairs(folder.name, folder, same, similarity, correct, active, attributes, summary)
-
-
-def find_verifications(run_dir: str | Path) -> list[Path]:
-    """The RUN/verify/<name>/ folders that hold a pairs.csv, sorted by name."""
-    return sorted(p.parent for p in (Path(run_dir) / VERIFY_DIR).glob(f"*/{PAIRS_FILE}"))
 
 
 def plot_roc(pairs: VerifiedPairs, title: str) -> Figure:
@@ -198,7 +190,7 @@ def verification_items(pairs: VerifiedPairs, save: SaveFigure, slug: str, label:
 def verification_section(run_dir: str | Path, save: SaveFigure, slug: str, label: str) -> list[Section]:
     """One level-3 section per RUN/verify/<name>/ with a pairs.csv; none when the run was never verified."""
     sections = []
-    for folder in find_verifications(run_dir):
+    for folder in RunDir(run_dir).verification_dirs():
         try:
             pairs = read_verified_pairs(folder)
         except DataError as error:

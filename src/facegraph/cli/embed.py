@@ -36,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from facegraph.engine.trained import load_trained
-    from facegraph.recognition.runs import embed_images, resolve_images
+    from facegraph.recognition.embedding import embed_images, resolve_images
 
     trained = load_trained(args.run_dir, args.checkpoint)
     paths, preprocessing = resolve_images(trained, args.images, args.split)

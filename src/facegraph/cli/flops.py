@@ -8,8 +8,8 @@ import json
 from facegraph.cli import add_subcommand, checked_number, positive_float, positive_int, unit_interval
 
 COUNTED = "Conv2d (conv), Linear (linear), BatchNorm (norm: 1 MAC per element); not counted: ReLU, additions, pooling"
-ARCH_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet20", "resnet32", "resnet56",
-              "resnet110")
+ARCH_NAMES = (  # models.ARCHS, copied so that --help loads no torch (tests/test_cli.py checks the copy)
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet20", "resnet32", "resnet56", "resnet110")
 EXAMPLES = """  facegraph flops                                   # the paper's ResNet-101 at 128 px: 2.547 conv-only GMACs
   facegraph flops --target 0.5                      # expected cost with the middle 23 blocks gated at t = 0.5
   facegraph flops --config cpu/aig-t0.5 --image-size 64 --num-classes 158   # exactly the network a preset trains

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     trained = with_layout(args, load_trained(args.run_dir, args.checkpoint), len(args.images))
     results = predict_images(trained, args.images, batch_size=args.batch_size, center_crop=args.center_crop)
     if args.gallery is not None:
-        from facegraph.recognition.runs import load_gallery, search_gallery
+        from facegraph.recognition.run_gallery import load_gallery, search_gallery
 
         gallery = load_gallery(trained, args.gallery, far=args.far, batch_size=args.batch_size,
                                center_crop=args.center_crop)

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     from facegraph.config import check_overrides
     from facegraph.errors import ConfigError
-    from facegraph.recognition.runs import check_center_crops
+    from facegraph.recognition.embedding import check_center_crops
     from facegraph.workflows import VerificationPairs, WarmStart, run_table2
 
     check_output_folder(args.out)

@@ -76,7 +76,7 @@ def _print_text(summary: dict) -> None:
 def run(args: argparse.Namespace) -> int:
     from facegraph.engine.trained import load_trained
     from facegraph.errors import ConfigError
-    from facegraph.recognition.runs import lfw_pair_set, prepared_pair_set, verify_pairs
+    from facegraph.recognition.run_verification import lfw_pair_set, prepared_pair_set, verify_pairs
 
     if args.pairs is not None and args.images is None:
         raise ConfigError("--pairs needs --images, the folder its images are in")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -209,12 +209,18 @@ def load_faces_for_inference(path: str | Path, preprocessing: Mapping[str, Any],
             raise UnusableImage("missing_file", f"{path}: file not found") from None
         except OSError as error:
             raise UnusableImage("unreadable_image", f"{path}: cannot be read ({error})") from None
+    decoded: Decodings = {}
+    return [face_for_inference(open_image(source, str(path)), replace(params, center_crop=center_crop), str(path),
+                               decoded=decoded)
+            for center_crop in center_crops]
+
+
+def face_for_inference(image: Image.Image, params: InferenceParams, name: str, *,
+                       decoded: Decodings | None = None) -> torch.Tensor:
+    """The face of ``image`` (decoded here; upright by its EXIF orientation) cut, resized and normalised as
+    ``params`` say: float32 (3, S, S). ``name`` names the photo in errors; ``decoded`` as for ``cut_face``."""
     import torch
 
-    decoded: Decodings = {}
-    faces = []
-    for center_crop in center_crops:
-        face = cut_face(open_image(source, str(path)), FaceCrop(center_fraction=center_crop), params.image_size,
-                        str(path), upright=True, decoded=decoded)
-        faces.append(normalize(torch.from_numpy(face).permute(2, 0, 1), params.mean, params.std).contiguous())
-    return faces
+    face = cut_face(image, FaceCrop(center_fraction=params.center_crop), params.image_size, name, upright=True,
+                    decoded=decoded)
+    return normalize(torch.from_numpy(face).permute(2, 0, 1), params.mean, params.std).contiguous()

@@ -9,6 +9,7 @@ replicas, each rank takes its own equal-size shard, as ``DistributedSampler`` do
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -104,7 +105,7 @@ def image_cache(dataset: PreparedDataset, *, workers: int | None = None) -> np.n
     try:
         array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
         with ThreadPoolExecutor(workers or default_workers()) as pool:
-            list(pool.map(lambda index: _decode_into(dataset, array, index), range(len(dataset.samples))))
+            list(pool.map(functools.partial(_decode_into, dataset, array), range(len(dataset.samples))))
         array.flush()
         del array
         os.replace(partial, array_path)

@@ -11,7 +11,7 @@ did first, left the paper's model at batch 64 paging in every stem and stage-1 o
 there took 32-37 ms against 16-17 ms from the heap.) The price is that the process keeps its peak heap, large blocks
 included, for its lifetime, which a command that runs one model does anyway. Limits: this holds for the main
 thread's heap; a block that another thread's heap (at most 64 MiB) cannot hold is still mapped and unmapped as
-before, as is any block where the heap cannot grow. Forked processes (DataLoader workers) inherit the settings.
+before, as is any block where the heap cannot grow. Forked processes inherit the settings.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import ctypes
 import logging
 import sys
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 # mallopt parameters (glibc's malloc.h)
 M_TRIM_THRESHOLD = -1
@@ -40,11 +40,11 @@ def keep_freed_memory() -> bool:
     try:
         mallopt = ctypes.CDLL(None).mallopt  # the C library the interpreter runs on
     except (OSError, AttributeError):  # not glibc (e.g. musl has no mallopt)
-        log.debug("no glibc mallopt: CPU tensor memory keeps the C library's defaults")
+        logger.debug("no glibc mallopt: CPU tensor memory keeps the C library's defaults")
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     took_mmap = mallopt(M_MMAP_MAX, 0) == 1
     took_trim = mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
     if not (took_mmap and took_trim):
-        log.debug("mallopt took no mmap: %s, the trim threshold: %s", took_mmap, took_trim)
+        logger.debug("mallopt took no mmap: %s, the trim threshold: %s", took_mmap, took_trim)
     return took_mmap and took_trim

@@ -23,8 +23,8 @@ from facegraph.errors import DataError, FacegraphError
 from facegraph.flops import CONV_ONLY, CostTable
 from facegraph.graphs import label_prototypes, read_out
 from facegraph.models import DEFAULT_LAYOUT, GatedResNet
-from facegraph.rundir import (BEST, dataset_fingerprint, image_records_header, preparation_fingerprint,
-                              write_image_records)
+from facegraph.rundir import (BEST, OTHER_PHOTOS, PREPARED_AGAIN, dataset_difference, dataset_fingerprint,
+                              image_records_header, preparation_fingerprint, write_csv)
 
 logger = logging.getLogger(__name__)
 
@@ -130,14 +130,15 @@ def dataset_of_run(trained: TrainedRun, data_root: str | Path | None = None) -> 
         raise DataError(f"the dataset of {trained.path} was at {root}, which no longer exists; pass --data with its "
                         f"new location")
     dataset = load_prepared(root)
-    stored = trained.dataset.get("fingerprint")
-    if stored is not None and dataset_fingerprint(Path(dataset.root)) != stored:
-        raise DataError(f"{root} is not the dataset {trained.path} was trained on (manifest/identities fingerprint "
-                        f"differs from {trained.run.dataset_path})")
-    preparation = trained.dataset.get("preparation_fingerprint")  # absent in runs trained before it was recorded
-    if preparation is not None and preparation_fingerprint(dataset.info) != preparation:
-        raise DataError(f"{root} was prepared again since {trained.path} was trained (image size, crop or "
-                        f"normalisation differ from what {trained.run.dataset_path} records)")
+    if trained.dataset.get("fingerprint") is not None:  # an export records none: it evaluates on any dataset
+        difference = dataset_difference(trained.dataset, dataset_fingerprint(Path(dataset.root)),
+                                        preparation_fingerprint(dataset.info))
+        if difference == OTHER_PHOTOS:
+            raise DataError(f"{root} is not the dataset {trained.path} was trained on (manifest/identities "
+                            f"fingerprint differs from {trained.run.dataset_path})")
+        if difference == PREPARED_AGAIN:
+            raise DataError(f"{root} was prepared again since {trained.path} was trained (image size, crop or "
+                            f"normalisation differ from what {trained.run.dataset_path} records)")
     return paper.run_dataset(trained.config, dataset)
 
 
@@ -223,4 +224,4 @@ def _write_images_csv(trained: TrainedRun, split: str, dataset: PreparedDataset,
             *(dataset.features[f][int(labels[row])] for f, labels in readout_labels.items()),
         ])
     header = image_records_header(features, list(readout_labels))
-    write_image_records(trained.run.image_records_path(split), header, rows)
+    write_csv(trained.run.image_records_path(split), header, rows)

@@ -19,15 +19,17 @@ from facegraph.config import RunConfig, config_differences, describe_differences
 from facegraph.data import PreparedDataset, load_prepared, make_loader
 from facegraph.engine import distributed
 from facegraph.engine.annealing import linear_anneal, lr_factor, target_rates_at, training_epochs
+from facegraph.engine.environment import environment
 from facegraph.engine.evaluate import evaluate_run, predict_split, summarize_predictions
 from facegraph.engine.metrics import topk_correct
-from facegraph.engine.trained import distillation_teacher, environment, warm_start
+from facegraph.engine.warm_start import distillation_teacher, warm_start
 from facegraph.errors import ConfigError, FacegraphError, StoppedWithRankZero
 from facegraph.flops import cost_table
 from facegraph.graphs import training_loss
 from facegraph.models import GatedResNet, autocast
-from facegraph.rundir import (BEST, LAST, RunDir, check_output_folder, dataset_fingerprint, load_training_checkpoint,
-                              preparation_fingerprint, restore_rng_states, rng_states)
+from facegraph.rundir import (BEST, LAST, OTHER_PHOTOS, PREPARED_AGAIN, RunDir, check_output_folder, dataset_difference,
+                              dataset_fingerprint, load_training_checkpoint, preparation_fingerprint,
+                              restore_rng_states, rng_states)
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +53,7 @@ def dataset_summary(dataset: PreparedDataset) -> dict:
     return {
         "root": str(Path(dataset.root).resolve()), "fingerprint": dataset_fingerprint(Path(dataset.root)),
         "preparation_fingerprint": preparation_fingerprint(dataset.info),
-        "image_size": dataset.image_size, "center_crop": dataset.center_crop, "mean": list(dataset.mean),
-        "std": list(dataset.std), "identities": [identity.name for identity in dataset.identities],
+        **dataset.preprocessing(), "identities": [identity.name for identity in dataset.identities],
         "features": dataset.features,
         "splits": {split: len(dataset.split_indices(split)) for split in dataset.splits},
     }
@@ -92,12 +93,11 @@ def check_resume(run: RunDir, config: RunConfig, dataset: dict, resume: bool) ->
     if config.train.epochs < previous_epochs:
         raise ConfigError(f"--resume: train.epochs {config.train.epochs} is shorter than the run's {previous_epochs}")
     previous = run.dataset()
-    if previous.get("fingerprint") != dataset["fingerprint"] or previous.get("identities") != dataset["identities"]:
+    difference = dataset_difference(previous, dataset["fingerprint"], dataset["preparation_fingerprint"])
+    if difference == OTHER_PHOTOS or previous.get("identities") != dataset["identities"]:
         raise FacegraphError(f"--resume: {dataset['root']} is not the dataset {run.path} was trained on "
                              f"({previous.get('root')}: its manifest/identities fingerprint differs)")
-    # Runs started before the preparation fingerprint existed have none: they are checked on the manifest alone.
-    preparation = dataset["preparation_fingerprint"]
-    if previous.get("preparation_fingerprint", preparation) != preparation:
+    if difference == PREPARED_AGAIN:
         raise FacegraphError(f"--resume: {dataset['root']} was prepared again since {run.path} started (image size, "
                              f"crop or normalisation differ from what {run.dataset_path} records)")
     return True
@@ -187,7 +187,6 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
     scaler = torch.amp.GradScaler(context.device.type, enabled=config.train.precision == "fp16")
 
     start_epoch, best_val_top1, best_epoch = 0, None, 0
-    state = None
     if not resuming and config.model.init_from:
         warm_start(model, config.model.init_from, summary["identities"])  # weights that do not fit: nothing written
     refused: FacegraphError | None = None
@@ -202,37 +201,10 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
     if distributed.broadcast_flag(refused is not None, context):
         raise refused or StoppedWithRankZero(f"rank 0 could not train {run.path}")
     if resuming:
-        state = run.recover() if context.is_main else None
-        distributed.barrier(context)
-        if not context.is_main:
-            last = run.checkpoint_path(LAST)
-            state = load_training_checkpoint(last) if last.is_file() else None
-        # Killed before its first committed epoch: it starts again as a fresh run would, warm start included (loading
-        # draws no random numbers, so training goes on from the seeded state an uninterrupted run has).
-        if state is None and config.model.init_from:
-            warm_start(model, config.model.init_from, summary["identities"])
+        start_epoch, best_val_top1, best_epoch = _resume(run, config, summary, context, model, optimizer, scheduler,
+                                                         scaler)
     elif context.is_main:
         run.write_start(config, environment(context.world_size, str(context.device)), summary)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        if len(state["rng"]) != context.world_size:
-            raise ConfigError(f"{run.path} was trained by {len(state['rng'])} process(es); resume it with as many "
-                              f"(now {context.world_size})")
-        restore_rng_states(state["rng"][context.rank])
-        start_epoch, best_val_top1, best_epoch = state["epoch"], state["best_val_top1"], state["best_epoch"]
-        if context.is_main:
-            logger.info("resuming %s after epoch %d", run.path, start_epoch)
-    if resuming and context.is_main:
-        # Recorded once the resume can go ahead (its checkpoint read, its world size matching).
-        recorded_environment = run.record_resume(environment(context.world_size, str(context.device)))
-        # A lengthened run records its new length, whether or not an epoch was committed before.
-        if config.train.epochs > run.config().train.epochs:
-            run.write_start(config, recorded_environment, summary)
-            run.done_path.unlink(missing_ok=True)
 
     table = cost_table(model, dataset.image_size)
     ddp_model = DistributedDataParallel(model) if context.distributed else model
@@ -278,6 +250,45 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
         run.write_done({"epochs": epochs, "best_epoch": best_epoch, "best_val_top1": best_val_top1})
     distributed.barrier(context)
     return run.path
+
+
+def _resume(run: RunDir, config: RunConfig, summary: dict, context: distributed.Context, model: GatedResNet,
+            optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+            scaler: torch.amp.GradScaler) -> tuple[int, float | None, int]:
+    """Bring the training to the run's last committed epoch (rank 0 recovers the run directory first) and record the
+    resume; returns the epoch to start from, the best val top-1 and its epoch."""
+    state = run.recover() if context.is_main else None
+    distributed.barrier(context)
+    if not context.is_main:
+        last = run.checkpoint_path(LAST)
+        state = load_training_checkpoint(last) if last.is_file() else None
+    start_epoch, best_val_top1, best_epoch = 0, None, 0
+    if state is None:
+        # Killed before its first committed epoch: it starts again as a fresh run would, warm start included (loading
+        # draws no random numbers, so training goes on from the seeded state an uninterrupted run has).
+        if config.model.init_from:
+            warm_start(model, config.model.init_from, summary["identities"])
+    else:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        if len(state["rng"]) != context.world_size:
+            raise ConfigError(f"{run.path} was trained by {len(state['rng'])} process(es); resume it with as many "
+                              f"(now {context.world_size})")
+        restore_rng_states(state["rng"][context.rank])
+        start_epoch, best_val_top1, best_epoch = state["epoch"], state["best_val_top1"], state["best_epoch"]
+        if context.is_main:
+            logger.info("resuming %s after epoch %d", run.path, start_epoch)
+    if context.is_main:
+        # Recorded once the resume can go ahead (its checkpoint read, its world size matching).
+        recorded_environment = run.record_resume(environment(context.world_size, str(context.device)))
+        # A lengthened run records its new length, whether or not an epoch was committed before.
+        if config.train.epochs > run.config().train.epochs:
+            run.write_start(config, recorded_environment, summary)
+            run.done_path.unlink(missing_ok=True)
+    return start_epoch, best_val_top1, best_epoch
 
 
 def _train_one_epoch(ddp_model: torch.nn.Module, model: GatedResNet, loader, optimizer, scheduler, scaler,

@@ -5,11 +5,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import platform
-import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +17,7 @@ from facegraph.errors import FacegraphError
 from facegraph.flops import CostTable, cost_table
 from facegraph.graphs import FeatureMasks
 from facegraph.models import DEFAULT_LAYOUT, LAYOUTS, GatedResNet
-from facegraph.rundir import BEST, CHECKPOINTS, EXPORT_FILE, LAST, RunDir, load_checkpoint, open_run, read_json
+from facegraph.rundir import BEST, EXPORT_FILE, LAST, RunDir, load_checkpoint, open_run, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -107,69 +102,3 @@ def refuse_traced_export(path: str | Path) -> None:
 def inference_precision(config: RunConfig, device: torch.device) -> str:
     """The run's own precision for inference, so an image takes the graph evaluate gives it (fp16 is CUDA-only)."""
     return config.train.precision if device.type == "cuda" or config.train.precision != "fp16" else "fp32"
-
-
-def _git_revision() -> str | None:
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                cwd=Path(__file__).resolve().parent)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
-
-
-def environment(world_size: int, device: str) -> dict[str, Any]:
-    """environment.json: what ran the training."""
-    return {
-        "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
-        "host": socket.gethostname(), "git_revision": _git_revision(), "argv": sys.argv,
-        "world_size": world_size, "device": device, "threads": torch.get_num_threads(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-def warm_start(model: GatedResNet, source: str | Path, identities: list[str]) -> list[str]:
-    """Load a trained run's weights (its best.pt; or a checkpoint file) into `model`, as ConvNet-AIG's --pretrained:
-    the backbone always, the classifier only when the source is known to be trained on the same identities (in the
-    same order: a run directory, or a checkpoint inside one), the gates never (they start at their initial open
-    rate). Returns the names of the tensors loaded; an error names every tensor whose shape does not fit."""
-    path = Path(source)
-    source_identities = None
-    if path.is_dir():
-        refuse_traced_export(path)
-        run = open_run(path)
-        source_identities = run.dataset().get("identities")
-        path = run.checkpoint_path(BEST)
-    elif path.parent.name == CHECKPOINTS and RunDir(path.parent.parent).dataset_path.is_file():
-        source_identities = RunDir(path.parent.parent).dataset().get("identities")
-    weights = load_checkpoint(path)["model"]
-    own = model.state_dict()
-    # Class i must mean the same person in both: unknown identities (a bare checkpoint file) count as other ones.
-    keep_classifier = source_identities == identities
-    wanted = {name: tensor for name, tensor in weights.items()
-              if not name.startswith("gates.") and (keep_classifier or not name.startswith("fc."))}
-    mismatched = [f"{name} {tuple(tensor.shape)} vs {tuple(own[name].shape)}" for name, tensor in wanted.items()
-                  if name in own and own[name].shape != tensor.shape]
-    missing = [name for name in wanted if name not in own]
-    if mismatched or missing:
-        raise FacegraphError(f"model.init_from {source}: its weights do not fit this model: "
-                             + "; ".join(mismatched + [f"{name} absent here" for name in missing]))
-    if not keep_classifier:
-        why = "other identities" if source_identities is not None else "a checkpoint whose identities are unknown"
-        logger.info("model.init_from %s: %s, so the classifier starts fresh", source, why)
-    model.load_state_dict(wanted, strict=False)
-    return sorted(wanted)
-
-
-def distillation_teacher(source: str | Path, identities: list[str], device: torch.device) -> GatedResNet:
-    """The fused inference graph of the run a model is warm-started from, to distil its logits (loss.distill_weight):
-    it must be a run directory trained on the same identities in the same order, since its logits are compared class
-    by class."""
-    if not Path(source).is_dir():
-        raise FacegraphError(f"loss.distill_weight needs model.init_from to be a run directory (its config builds the "
-                             f"teacher), got {source}")
-    teacher = load_trained(source)
-    if teacher.dataset.get("identities") != identities:
-        raise FacegraphError(f"loss.distill_weight: {source} was trained on other identities than this dataset's, so "
-                             f"its logits cannot teach this classifier")
-    return teacher.inference_model.to(device)

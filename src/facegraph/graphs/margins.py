@@ -18,13 +18,12 @@ MARGIN_KINDS = ("arcface", "cosface")
 
 
 def margin_logits(cosine: torch.Tensor, targets: torch.Tensor, kind: str = "arcface", margin: float = 0.5,
-                  scale: float = 64.0, easy_margin: bool = False) -> torch.Tensor:
+                  scale: float = 64.0) -> torch.Tensor:
     """Scaled logits s * cos(theta_j) with the target class replaced by its margin-penalised cosine.
 
     arcface (Deng et al. 2019, ArcFace, eq. 3): target logit s * cos(theta_y + m), the additive angular margin.
     cos(theta + m) stops decreasing once theta + m > pi, so, as in the ArcFace reference code, targets with
-    theta > pi - m use cos(theta) - m * sin(m) instead (monotone in theta); with `easy_margin` the margin is applied
-    only where cos(theta) > 0 and the plain cosine kept elsewhere.
+    theta > pi - m use cos(theta) - m * sin(m) instead (monotone in theta).
     cosface (Wang et al. 2018, CosFace, eq. 4): target logit s * (cos(theta_y) - m), the additive cosine margin.
     With margin 0 both give s * cosine. Non-target logits are always s * cos(theta_j).
     """
@@ -39,14 +38,11 @@ def margin_logits(cosine: torch.Tensor, targets: torch.Tensor, kind: str = "arcf
         clamped = cosine.clamp(-1.0, 1.0)
         sine = (1.0 - clamped.pow(2)).clamp_min(1e-12).sqrt()
         shifted = clamped * math.cos(margin) - sine * math.sin(margin)
-        if easy_margin:
-            penalised = torch.where(clamped > 0, shifted, clamped)
-        else:
-            penalised = torch.where(clamped > math.cos(math.pi - margin), shifted, clamped - margin * math.sin(margin))
+        penalised = torch.where(clamped > math.cos(math.pi - margin), shifted, clamped - margin * math.sin(margin))
     return scale * torch.where(target_mask, penalised, cosine)
 
 
 def margin_cross_entropy(cosine: torch.Tensor, targets: torch.Tensor, kind: str = "arcface", margin: float = 0.5,
-                         scale: float = 64.0, easy_margin: bool = False) -> torch.Tensor:
+                         scale: float = 64.0) -> torch.Tensor:
     """Mean softmax cross-entropy of `margin_logits` (ArcFace eq. 3 / CosFace eq. 4 as a loss)."""
-    return F.cross_entropy(margin_logits(cosine, targets, kind, margin, scale, easy_margin), targets)
+    return F.cross_entropy(margin_logits(cosine, targets, kind, margin, scale), targets)

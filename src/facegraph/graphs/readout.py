@@ -19,11 +19,13 @@ def read_out(gate_values: torch.Tensor, label_masks: torch.Tensor) -> tuple[torc
 def label_prototypes(gate_values: torch.Tensor, label_codes: torch.Tensor, num_labels: int) -> torch.Tensor:
     """Per-label mean gate vector (p, k): the masks of a model trained without IIG masks (ConvNet-AIG).
 
-    Labels without any image get a row of +inf, at infinite distance, so eq. 5 never picks them.
+    Labels without any image get a row of +inf, at infinite distance, so eq. 5 never picks them. Means are float32,
+    or float64 for float64 gates (the report's open rates keep double precision).
     """
-    prototypes = torch.full((num_labels, gate_values.shape[1]), float("inf"))
+    dtype = torch.promote_types(gate_values.dtype, torch.float32)
+    prototypes = torch.full((num_labels, gate_values.shape[1]), float("inf"), dtype=dtype)
     for label in range(num_labels):
         chosen = gate_values[label_codes == label]
         if len(chosen):
-            prototypes[label] = chosen.float().mean(dim=0)
+            prototypes[label] = chosen.to(dtype).mean(dim=0)
     return prototypes

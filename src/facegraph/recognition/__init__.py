@@ -1,4 +1,8 @@
-"""Face verification and open-set identification: pairs, the verification protocol, galleries and baselines."""
+"""Face verification and open-set identification: pairs, the verification protocol, galleries and baselines.
+
+With a trained run (import them from their own modules; they load runs through the engine): embedding.py embeds photos,
+run_verification.py verifies pairs (`facegraph verify`), run_gallery.py searches a gallery (`predict --gallery`).
+"""
 
 from facegraph.recognition.baselines import PcaModel, fit_pca, raw_pixel_embeddings
 from facegraph.recognition.gallery import (

@@ -99,12 +99,6 @@ def iter_index(path: str | Path, dropped: Counter) -> Iterator[IndexRow]:
             raise DataError(f"{path}, line {reader.line_num}: unreadable CSV ({error})") from None
 
 
-def read_index(path: str | Path) -> tuple[list[IndexRow], Counter]:
-    """All rows of an index and the malformed-row counts."""
-    dropped: Counter = Counter()
-    return list(iter_index(path, dropped)), dropped
-
-
 def _prepend(first: list[str], rest: Iterator[list[str]]) -> Iterator[list[str]]:
     yield first
     yield from rest

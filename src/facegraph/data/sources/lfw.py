@@ -110,7 +110,6 @@ LFW_VARIANTS: dict[str, LfwVariant] = {
     )
 }
 LFW_FOLDER = LFW_VARIANTS["deep-funneled"].folder
-LFW_CENTER_CROP = LFW_VARIANTS["deep-funneled"].center_crop
 
 
 @dataclass(frozen=True)
