@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from facegraph.errors import ConfigError, DataError
-from facegraph.recognition import UNKNOWN, Gallery, calibrate_threshold, gallery_fingerprint, open_set_rates
+from facegraph.recognition import UNKNOWN_PERSON, Gallery, calibrate_threshold, gallery_fingerprint, open_set_rates
 from facegraph.recognition.gallery import false_alarm_bound
 from facegraph.recognition.run_gallery import impostor_scores
 
@@ -36,7 +36,7 @@ def test_gallery_people_are_found_and_strangers_are_unknown() -> None:
     threshold = calibrate_threshold(cosines[np.triu(different)], far=0.001)
     queries = np.concatenate([faces_of(centres, 1, rng), faces_of(strangers, 1, rng)])
     results = gallery.search(queries, threshold, top_k=3)
-    assert [result.answer for result in results] == people + [UNKNOWN] * 4
+    assert [result.answer for result in results] == people + [UNKNOWN_PERSON] * 4
     for result in results[:8]:
         assert result.best_score >= threshold
         assert len(result.ranked) == 3
@@ -87,7 +87,7 @@ def test_gallery_rejects_bad_inputs() -> None:
     with pytest.raises(DataError, match="names"):
         Gallery(embeddings, ["a", "b"])
     with pytest.raises(DataError, match="reserved"):
-        Gallery(embeddings, ["a", UNKNOWN, "c"])
+        Gallery(embeddings, ["a", UNKNOWN_PERSON, "c"])
     gallery = Gallery(embeddings, ["a", "b", "c"])
     with pytest.raises(DataError, match="dimensions"):
         gallery.search(unit(np.ones((1, 4))), 0.5)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special
 
-from facegraph.analysis.statistics import UNKNOWN, balanced_accuracy, majority_rate
+from facegraph.analysis.statistics import balanced_accuracy, majority_rate
+from facegraph.data.attributes import UNKNOWN_CODE
 
 
 @dataclass(frozen=True)
@@ -131,9 +132,9 @@ def linear_probe(features: np.ndarray, labels: Sequence[int] | np.ndarray, group
     if len(y) and not np.array_equal(y, np.round(y)):
         raise ValueError("labels must be whole-number codes (-1 for unknown)")
     y = y.astype(np.int64)
-    if len(y) and y.min() < UNKNOWN:
-        raise ValueError(f"label codes must be >= 0 or {UNKNOWN} (unknown), got {y.min()}")
-    known = y != UNKNOWN
+    if len(y) and y.min() < UNKNOWN_CODE:
+        raise ValueError(f"label codes must be >= 0 or {UNKNOWN_CODE} (unknown), got {y.min()}")
+    known = y != UNKNOWN_CODE
     x, y, g = x[known], y[known], g[known]
     if len(np.unique(y)) < 2 or len(np.unique(g)) < 2:
         return None

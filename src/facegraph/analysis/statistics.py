@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-UNKNOWN = -1  # the label code of an image whose attribute is not known
+from facegraph.data.attributes import UNKNOWN_CODE
 
 
 def binomial_interval(correct: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -270,8 +270,8 @@ def _known_codes(true_codes: Sequence[int] | np.ndarray) -> np.ndarray:
         if not np.array_equal(codes, np.round(codes)):
             raise ValueError("label codes must be whole numbers")
     codes = codes.astype(np.int64)
-    if len(codes) and codes.min() < UNKNOWN:
-        raise ValueError(f"label codes must be >= 0 or {UNKNOWN} (unknown), got {codes.min()}")
+    if len(codes) and codes.min() < UNKNOWN_CODE:
+        raise ValueError(f"label codes must be >= 0 or {UNKNOWN_CODE} (unknown), got {codes.min()}")
     return codes
 
 
@@ -288,8 +288,8 @@ def balanced_accuracy(true_codes: Sequence[int] | np.ndarray, predicted_codes: S
         raise ValueError(f"expected true and predicted codes of equal shape, got {truth.shape} and "
                          f"{predicted.shape}")
     if len(truth) and truth.max() >= num_labels:
-        raise ValueError(f"label codes must lie in 0..{num_labels - 1} or be {UNKNOWN}, got {truth.max()}")
-    known = truth != UNKNOWN
+        raise ValueError(f"label codes must lie in 0..{num_labels - 1} or be {UNKNOWN_CODE}, got {truth.max()}")
+    known = truth != UNKNOWN_CODE
     truth, predicted = truth[known], predicted[known]
     if len(truth) == 0:
         return None
@@ -303,7 +303,7 @@ def majority_rate(true_codes: Sequence[int] | np.ndarray) -> float | None:
     Codes of -1 (unknown) are ignored; None when no image has a known label.
     """
     codes = _known_codes(true_codes)
-    codes = codes[codes != UNKNOWN]
+    codes = codes[codes != UNKNOWN_CODE]
     if len(codes) == 0:
         return None
     return float(np.bincount(codes).max() / len(codes))

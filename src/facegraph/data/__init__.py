@@ -3,7 +3,7 @@
 See docs/data.md for the prepared-dataset format and every source.
 """
 
-from facegraph.data.attributes import EXTRA_FEATURES, KNOWN_FEATURES, PAPER_FEATURES, UNKNOWN, bucket_age
+from facegraph.data.attributes import EXTRA_FEATURES, KNOWN_FEATURES, PAPER_FEATURES, UNKNOWN, UNKNOWN_CODE, bucket_age
 from facegraph.data.build import PrepareResult, Selection, parse_split
 from facegraph.data.images import UnusableImage, load_image_for_inference
 from facegraph.data.locate import find_data_root
@@ -18,6 +18,7 @@ __all__ = [
     "KNOWN_FEATURES",
     "PAPER_FEATURES",
     "UNKNOWN",
+    "UNKNOWN_CODE",
     "Batch",
     "CachedLoader",
     "Identity",

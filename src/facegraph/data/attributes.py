@@ -20,7 +20,8 @@ from facegraph.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-UNKNOWN = "unknown"
+UNKNOWN = "unknown"  # the label word of an attribute that is not known
+UNKNOWN_CODE = -1  # its label code (a position in a feature's label list otherwise)
 
 # Table I of the paper, in its order; the position of a word is its code in the paper's annotation file.
 PAPER_FEATURES: dict[str, tuple[str, ...]] = {

@@ -123,15 +123,15 @@ def augment_batch(images: torch.Tensor, rng: np.random.Generator, max_shift: int
     Works on a uint8 (B, 3, H, W) batch with a single gather: each output pixel reads a clamped, possibly
     mirrored, source position of its own image.
     """
-    count_, channels, height, width = images.shape
-    flip = rng.random(count_) < 0.5
-    shift = rng.integers(-max_shift, max_shift + 1, size=(count_, 2))
+    batch_size, channels, height, width = images.shape
+    flip = rng.random(batch_size) < 0.5
+    shift = rng.integers(-max_shift, max_shift + 1, size=(batch_size, 2))
     rows = np.clip(np.arange(height)[None, :] + shift[:, :1], 0, height - 1)
     columns = np.clip(np.arange(width)[None, :] + shift[:, 1:], 0, width - 1)
     columns = np.where(flip[:, None], width - 1 - columns, columns)
-    source = torch.from_numpy((rows[:, :, None] * width + columns[:, None, :]).reshape(count_, 1, height * width))
-    flat = images.reshape(count_, channels, height * width)
-    return torch.gather(flat, 2, source.expand(count_, channels, height * width)).view(count_, channels, height, width)
+    source = torch.from_numpy((rows[:, :, None] * width + columns[:, None, :]).reshape(batch_size, 1, height * width))
+    flat = images.reshape(batch_size, channels, height * width)
+    return torch.gather(flat, 2, source.expand(batch_size, channels, height * width)).view(batch_size, channels, height, width)
 
 
 class CachedLoader:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-from facegraph.data.attributes import UNKNOWN, check_word
+from facegraph.data.attributes import UNKNOWN, UNKNOWN_CODE, check_word
 from facegraph.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ class PreparedDataset:
             available = ", ".join(self.features) or "none"
             raise DataError(f"dataset {self.root} has no attribute feature {feature!r} (it has: {available})")
         position = {word: code for code, word in enumerate(self.features[feature])}
-        per_identity = [position.get(identity.attributes.get(feature, UNKNOWN), -1) for identity in self.identities]
+        per_identity = [position.get(identity.attributes.get(feature, UNKNOWN), UNKNOWN_CODE) for identity in self.identities]
         import torch  # here, so that the CLI parses arguments without loading torch
 
         return torch.tensor([per_identity[sample.identity] for sample in self.samples], dtype=torch.long)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from facegraph.errors import DataError
 
@@ -21,7 +22,7 @@ def _not_utf8(path: Path, line: int, raw: bytes, error: UnicodeDecodeError) -> D
     return DataError(f"{path}, line {line}: not UTF-8 text (byte 0x{raw[error.start]:02x} at column {error.start + 1}); {CONVERT_HINT}")
 
 
-def open_binary(path: str | Path, what: str):  # noqa: ANN201 (a binary file object)
+def open_binary(path: str | Path, what: str) -> BinaryIO:
     """Open ``path`` for reading bytes; DataError naming ``what`` and the reason if it cannot be."""
     path = Path(path)
     try:
@@ -30,7 +31,7 @@ def open_binary(path: str | Path, what: str):  # noqa: ANN201 (a binary file obj
         raise DataError(f"cannot read {what} {path}: {error.strerror or error}") from None
 
 
-def decoded_lines(path: Path, handle) -> Iterator[str]:  # noqa: ANN001 (a binary file object)
+def decoded_lines(path: Path, handle: BinaryIO) -> Iterator[str]:
     """The lines of an open binary file decoded as UTF-8 (line endings kept, a leading BOM dropped)."""
     try:
         for number, raw in enumerate(handle, start=1):

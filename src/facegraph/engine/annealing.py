@@ -1,4 +1,5 @@
-"""Learning-rate and Gumbel-temperature schedules as pure functions of the training position."""
+"""What changes over training, as pure functions of the training position: the learning rate, linear annealing
+(Gumbel temperature and noise), the target rates' warm-up and the number of epochs a step budget asks for."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from facegraph import paper
-from facegraph.data import UNKNOWN, PreparedDataset, load_prepared, make_loader
+from facegraph.data import UNKNOWN, Batch, PreparedDataset, load_prepared, make_loader
 from facegraph.engine.layout import use_layout
 from facegraph.engine.metrics import topk_correct
 from facegraph.engine.trained import TrainedRun, inference_precision, load_trained
@@ -47,7 +48,7 @@ class SplitOutputs:
 
 
 @torch.no_grad()
-def predict_split(model: GatedResNet, loader, precision: str = "fp32", device: torch.device | str = "cpu",
+def predict_split(model: GatedResNet, loader: Iterable[Batch], precision: str = "fp32", device: torch.device | str = "cpu",
                   description: str | None = None) -> SplitOutputs:
     """Run deterministic, skipping inference over every batch of `loader`."""
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in SplitOutputs.__dataclass_fields__}

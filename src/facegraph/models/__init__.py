@@ -1,5 +1,5 @@
-"""Models: ResNet backbones (resnet.py), gates (gates.py), classifier heads (heads.py) and the gated network of
-eq. 1 (gated.py)."""
+"""Models: ResNet backbones (resnet.py), gates (gates.py), classifier heads (heads.py), the gated network of
+eq. 1 (gated.py) and mixed-precision autocast (precision.py)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from facegraph.recognition.protocol import threshold_at_far
 
 logger = logging.getLogger(__name__)
 
-UNKNOWN = "unknown"
+UNKNOWN_PERSON = "unknown"
 
 
 def _unit_rows(embeddings: torch.Tensor | np.ndarray, what: str) -> torch.Tensor:
@@ -56,7 +56,7 @@ def false_alarm_bound(far: float, gallery_images: int) -> float:
 
 @dataclass(frozen=True)
 class SearchResult:
-    """One query's outcome: the top people by score (highest first), and the answer: the best person, or UNKNOWN
+    """One query's outcome: the top people by score (highest first), and the answer: the best person, or UNKNOWN_PERSON
     when the best score is below the threshold. `in_gallery`: the query photo is itself one of the gallery's images or
     a copy (its match is that image, not recognition)."""
 
@@ -79,8 +79,8 @@ class Gallery:
         self.embeddings = _unit_rows(embeddings, "gallery embeddings")
         if len(names) != self.embeddings.shape[0]:
             raise DataError(f"{self.embeddings.shape[0]} gallery embeddings but {len(names)} names")
-        if UNKNOWN in names:
-            raise DataError(f"{UNKNOWN!r} is reserved for the open-set answer and cannot name a gallery person")
+        if UNKNOWN_PERSON in names:
+            raise DataError(f"{UNKNOWN_PERSON!r} is reserved for the open-set answer and cannot name a gallery person")
         self.people: list[str] = list(dict.fromkeys(names))
         person_index = {name: index for index, name in enumerate(self.people)}
         self.row_person = torch.tensor([person_index[name] for name in names])
@@ -104,7 +104,7 @@ class Gallery:
         for query_scores, query_people in zip(ranked_scores[:, :top_k].tolist(), ranked_people[:, :top_k].tolist()):
             ranked = [(self.people[person], score) for person, score in zip(query_people, query_scores)]
             best_name, best_score = ranked[0]
-            results.append(SearchResult(ranked, best_name if best_score >= threshold else UNKNOWN, best_score))
+            results.append(SearchResult(ranked, best_name if best_score >= threshold else UNKNOWN_PERSON, best_score))
         return results
 
 
