@@ -51,7 +51,8 @@ class Part:
 
 
 def calls_lasting(run: Callable[[], object], min_ms: float) -> int:
-    """How many back-to-back calls of `run` last at least `min_ms` (one call of a large part)."""
+    """How many back-to-back calls of `run` last at least `min_ms` (one call of a large part), sized on a warm call."""
+    run()
     started = time.perf_counter()
     run()
     once_ms = 1000 * (time.perf_counter() - started)
@@ -136,8 +137,10 @@ def main() -> None:
     always_ms = [total - gated for total, gated in zip(parts_ms, gated_ms)]
     gated_macs = float(table.gated_branch_macs().sum())
     always_macs = table.always_run_macs()
-    print(f"\nwhole forward {statistics.median(dense_ms):.1f} ms (spread {100 * spread(dense_ms):.0f} %; its parts "
-          f"timed alone: {statistics.median(parts_ms):.1f} ms)")
+    whole_flag = " !" if spread(dense_ms) > SPREAD_WARNING else ""
+    noisy |= bool(whole_flag)
+    print(f"\nwhole forward {statistics.median(dense_ms):.1f} ms (spread {100 * spread(dense_ms):.0f} %{whole_flag}; its "
+          f"parts timed alone: {statistics.median(parts_ms):.1f} ms)")
     print(f"gated branches: {statistics.median(gated_ms):.1f} ms, "
           f"{gated_macs * args.batch / statistics.median(gated_ms) / 1e6:.1f} GMAC/s; everything else: "
           f"{statistics.median(always_ms):.1f} ms, {always_macs * args.batch / statistics.median(always_ms) / 1e6:.1f}"

@@ -104,7 +104,7 @@ def main() -> None:
     for run in args.runs:
         started = time.perf_counter()
         trained = load_trained(run)
-        preprocessing = {**run_preprocessing(trained, prepared=False), "center_crop": args.center_crop}
+        preprocessing = run_preprocessing(trained, prepared=False, center_crop=args.center_crop)
         embedded = embed_images(trained, every_photo, preprocessing=preprocessing, batch_size=256,
                                 names=[str(p) for p in every_photo])
         if embedded.failures:

@@ -63,8 +63,9 @@ def test_state_dict_export_carries_the_prototypes_the_run_reads(tiny_run, tmp_pa
     shutil.copytree(tiny_run, run)
     features = json.loads((run / "dataset.json").read_text())["features"]
     k = facegraph.load(run).model.num_gates
-    stored = {"test": [[1.0] * k, [None] * k],  # a label without training images: null
-              "val": [[0.25] * k, [0.5] * k]}
+    # Numbers float32 cannot hold exactly: the export must write back the run's own; null is a label without images.
+    stored = {"test": [[0.3] * k, [None] * k],
+              "val": [[0.1] * k, [0.7] * k]}
     for split, rows in stored.items():
         (run / "eval" / f"{split}.json").write_text(json.dumps({"readout": {"gender": {"prototypes": rows}}}))
     facegraph.export(run, tmp_path / "shared")

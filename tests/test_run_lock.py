@@ -62,19 +62,33 @@ def test_a_second_training_of_a_run_in_training_fails_at_once(data_synthetic_32p
     assert [row["epoch"] for row in metrics_rows(run)] == [1, 2] and (run / "done.json").is_file()
 
 
-def test_torchrun_into_a_run_in_training_fails_at_once(data_synthetic_32px, tmp_path):
-    """Under torchrun only rank 0 takes the lock: when it cannot, the whole launch must stop (not leave rank 1
-    waiting in a collective) and write nothing."""
-    run = tmp_path / "run"
+def torchrun_train(data: Path, run: Path, *extra: str) -> tuple[subprocess.CompletedProcess, float]:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-               "facegraph", *train_args(data_synthetic_32px, run)]
+               "facegraph", *train_args(data, run, *extra)]
+    started = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=REPO)
+    return result, time.monotonic() - started
+
+
+def test_torchrun_stops_every_rank_when_rank_zero_refuses_the_run(data_synthetic_32px, tmp_path):
+    """Under torchrun only rank 0 checks and locks the run directory: when it refuses (another training holds the
+    run; the run exists and --resume was not given), the whole launch must stop at once with rank 0's one-line
+    error, not leave rank 1 to fail later in a collective, and write nothing."""
+    run = tmp_path / "run"
     with RunDir(run).training_lock():
-        started = time.monotonic()
-        result = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=REPO)
-        took = time.monotonic() - started
+        result, took = torchrun_train(data_synthetic_32px, run)
     assert result.returncode != 0, result.stdout[-2000:]
     assert result.stderr.count(f"{run} is being trained by another process (pid {os.getpid()})") == 1, \
         result.stderr[-3000:]
     assert "[rank1]" not in result.stderr, result.stderr[-3000:]  # rank 1 stopped with rank 0, no traceback of its own
     assert took < 120, f"the launch took {took:.0f} s to give up"
     assert sorted(path.name for path in run.iterdir()) == ["train.lock"]
+
+    finished = tmp_path / "finished"
+    assert main(train_args(data_synthetic_32px, finished)) == 0
+    written = {path: path.stat().st_mtime_ns for path in finished.rglob("*")}
+    result, took = torchrun_train(data_synthetic_32px, finished)  # no --resume
+    assert result.returncode != 0 and "already" in result.stderr, result.stderr[-3000:]
+    assert "[rank1]" not in result.stderr, result.stderr[-3000:]
+    assert took < 120, f"the launch took {took:.0f} s to give up"
+    assert {path: path.stat().st_mtime_ns for path in finished.rglob("*")} == written

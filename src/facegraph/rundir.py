@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import io
 import json
+import math
 import os
 import random
 from collections.abc import Iterator
@@ -334,6 +335,11 @@ def read_gallery_cache(path: Path) -> tuple[np.ndarray, list[str], list[tuple[st
                 [tuple(s.split("\t", 1)) for s in cached["skipped"].tolist()])
 
 
+def prototypes_as_json(prototypes: torch.Tensor) -> list[list[float | None]]:
+    """Per-label mean gate vectors as eval/<split>.json stores them: a label without training images (inf) as null."""
+    return [[None if math.isinf(v) else v for v in row] for row in prototypes.tolist()]
+
+
 # ---------------------------------------------------------------------------------------------- the run directory
 
 @dataclass(frozen=True)
@@ -427,9 +433,11 @@ class RunDir:
         path = self.verification_dir(name) / VERIFY_SUMMARY_FILE
         return read_json(path) if path.is_file() else None
 
-    def stored_prototypes(self, features: dict[str, list[str]], num_gates: int) -> dict[str, torch.Tensor]:
-        """Per-label mean gate vectors that evaluate stored (eval/<split>.json readout.<feature>.prototypes); a label
-        without training images has none (null): stored as inf, so it is never the nearest."""
+    def stored_prototypes(self, features: dict[str, list[str]], num_gates: int,
+                          dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+        """Per-label mean gate vectors that evaluate stored (eval/<split>.json readout.<feature>.prototypes, the test
+        split's, else val's); a label without training images has none (null): read as inf, so it is never the
+        nearest. `dtype` float64 keeps the stored numbers exactly (an export writes them again)."""
         for split in ("test", "val"):
             evaluation = self.evaluation(split)
             if evaluation is None:
@@ -438,7 +446,7 @@ class RunDir:
             for feature, result in evaluation.get("readout", {}).items():
                 rows = result.get("prototypes")
                 if feature in features and rows is not None:
-                    tensor = torch.tensor([[float("inf") if v is None else v for v in row] for row in rows])
+                    tensor = torch.tensor([[float("inf") if v is None else v for v in row] for row in rows], dtype=dtype)
                     if tensor.shape == (len(features[feature]), num_gates):
                         found[feature] = tensor
             return found

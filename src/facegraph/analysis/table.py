@@ -184,7 +184,8 @@ def _test_train_ratio(run_dirs: list[Path]) -> float | None:
         splits = summary.get("splits", {})
         if not splits.get("train") or not splits.get("test"):
             return None
-        carved_in_train = 0 if "val" in splits else summary.get("val_from_train") or 0
+        val_split = run.config().data.val_split if run.config_path.is_file() else "val"
+        carved_in_train = 0 if val_split in splits else summary.get("val_from_train") or 0
         ratios.append(splits["test"] / (splits["train"] - carved_in_train))
     return sum(ratios) / len(ratios) if ratios else None
 

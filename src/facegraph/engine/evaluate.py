@@ -6,7 +6,6 @@ Writes eval/<split>.json and eval/<split>-images.csv in the run directory (docs/
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from facegraph.flops import CONV_ONLY, CostTable
 from facegraph.graphs import label_prototypes, read_out
 from facegraph.models import DEFAULT_LAYOUT, GatedResNet
 from facegraph.rundir import (BEST, OTHER_PHOTOS, PREPARED_AGAIN, dataset_difference, dataset_fingerprint,
-                              image_records_header, preparation_fingerprint, write_csv)
+                              image_records_header, preparation_fingerprint, prototypes_as_json, write_csv)
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +184,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, dataset: PreparedD
                 report, predicted = readout_report(prototypes, predictions.gate_values, codes, labels,
                                                    PROTOTYPE_METHOD)
                 # Kept for predict; a label without training images has no prototype (null).
-                report["prototypes"] = [[None if math.isinf(v) else v for v in row] for row in prototypes.tolist()]
+                report["prototypes"] = prototypes_as_json(prototypes)
             readouts[feature], readout_labels[feature] = report, predicted
     summary["readout"] = readouts
     if timing:

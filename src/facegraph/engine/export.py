@@ -6,9 +6,8 @@ back; "torchscript" and "onnx" trace the fused inference graph for use without f
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import logging
-import math
 import shutil
 import warnings
 from pathlib import Path
@@ -20,7 +19,8 @@ from facegraph import __version__
 from facegraph.engine.trained import TrainedRun, load_trained
 from facegraph.errors import FacegraphError
 from facegraph.models import LAYOUTS, GatedResNet
-from facegraph.rundir import BEST, CHECKPOINTS, CONFIG_FILE, DATASET_FILE, EVAL_DIR, EXPORT_FILE, open_run, write_json
+from facegraph.rundir import (BEST, CHECKPOINTS, CONFIG_FILE, DATASET_FILE, EVAL_DIR, EXPORT_FILE, open_run,
+                              prototypes_as_json, write_json)
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +52,10 @@ def _check_out(out: Path, run_path: Path) -> None:
 
 def _require_onnx() -> None:
     """torch's ONNX exporter imports the onnx package: say what to install before any work is done."""
-    if importlib.util.find_spec("onnx") is None:
-        raise FacegraphError("ONNX export needs the onnx package: pip install 'facegraph[onnx]'")
+    try:
+        importlib.import_module("onnx")
+    except ImportError:
+        raise FacegraphError("ONNX export needs the onnx package: pip install 'facegraph[onnx]'") from None
 
 
 def _write_shared_files(trained: TrainedRun, out: Path) -> dict[str, Any]:
@@ -71,11 +73,9 @@ def _export_state_dict(trained: TrainedRun, out: Path, dataset: dict[str, Any]) 
     weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": state}, weights)
     # The train-split prototypes eq. 5 compares with for features without IIG masks: the ones the run itself reads.
-    prototypes = trained.run.stored_prototypes(dataset.get("features", {}), trained.model.num_gates)
+    prototypes = trained.run.stored_prototypes(dataset.get("features", {}), trained.model.num_gates, torch.float64)
     if prototypes:
-        # A label without training images is stored as null, read back as inf.
-        readout = {feature: {"prototypes": [[None if math.isinf(v) else v for v in row] for row in rows.tolist()]}
-                   for feature, rows in prototypes.items()}
+        readout = {feature: {"prototypes": prototypes_as_json(rows)} for feature, rows in prototypes.items()}
         write_json(out / EVAL_DIR / "test.json", {"readout": readout})
     if trained.run.is_done:  # a finished run's export loads without the "not finished training" warning
         shutil.copyfile(trained.run.done_path, out / trained.run.done_path.name)

@@ -6,8 +6,10 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -32,6 +34,8 @@ from facegraph.rundir import (BEST, LAST, OTHER_PHOTOS, PREPARED_AGAIN, RunDir, 
                               restore_rng_states, rng_states)
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # The keys a resumed run may change: lengthening a finished or killed run is allowed.
 RESUMABLE_CHANGES = {("train", "epochs")}
@@ -140,8 +144,8 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
                           f"image ({len(dataset.samples)} photos); use fewer folds")
     paper.image_size(config, dataset.image_size)
     summary = dataset_summary(dataset)
-    resuming = check_resume(run, config, summary, resume) if context.is_main else False
-    resuming = distributed.broadcast_flag(resuming, context)
+    resuming = _decided_by_rank_zero(context, run, lambda: check_resume(run, config, summary, resume))
+    resuming = distributed.broadcast_flag(bool(resuming), context)
     model = paper.model_from_config(config, dataset.num_identities)
     masks = paper.iig_masks(config, model.num_gates, dataset.features)
     weights = paper.loss_weights(config, masks, model.num_gates)
@@ -189,17 +193,12 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
     start_epoch, best_val_top1, best_epoch = 0, None, 0
     if not resuming and config.model.init_from:
         warm_start(model, config.model.init_from, summary["identities"])  # weights that do not fit: nothing written
-    refused: FacegraphError | None = None
-    if context.is_main:
+    def take_run() -> None:
         # The first write: from here on a second training of this run fails at once instead of interleaving.
-        try:
-            held.enter_context(run.training_lock())
-            check_resume(run, config, summary, resume)  # again, under the lock: another training may have written
-        except FacegraphError as error:
-            refused = error
-    # Every rank stops with rank 0, instead of the others failing later in a collective whose peer has gone.
-    if distributed.broadcast_flag(refused is not None, context):
-        raise refused or StoppedWithRankZero(f"rank 0 could not train {run.path}")
+        held.enter_context(run.training_lock())
+        check_resume(run, config, summary, resume)  # again, under the lock: another training may have written since
+
+    _decided_by_rank_zero(context, run, take_run)
     if resuming:
         start_epoch, best_val_top1, best_epoch = _resume(run, config, summary, context, model, optimizer, scheduler,
                                                          scaler)
@@ -250,6 +249,21 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
         run.write_done({"epochs": epochs, "best_epoch": best_epoch, "best_val_top1": best_val_top1})
     distributed.barrier(context)
     return run.path
+
+
+def _decided_by_rank_zero(context: distributed.Context, run: RunDir, decide: Callable[[], T]) -> T | None:
+    """Rank 0's `decide()` (a check of the run directory, which only rank 0 reads and writes), None on the other ranks.
+    When it fails, every rank stops with it, instead of the others failing later in a collective whose peer has gone:
+    rank 0 raises its error, the others StoppedWithRankZero."""
+    outcome, refused = None, None
+    if context.is_main:
+        try:
+            outcome = decide()
+        except (FacegraphError, OSError) as error:
+            refused = error
+    if distributed.broadcast_flag(refused is not None, context):
+        raise refused or StoppedWithRankZero(f"rank 0 could not train {run.path}")
+    return outcome
 
 
 def _resume(run: RunDir, config: RunConfig, summary: dict, context: distributed.Context, model: GatedResNet,
