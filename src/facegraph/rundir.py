@@ -320,11 +320,13 @@ def read_image_records(path: Path, features: dict[str, list[str]]) -> ImageRecor
 def write_gallery_cache(path: Path, embeddings: np.ndarray, people: list[str], paths: list[str],
                         skipped: list[tuple[str, str]]) -> None:
     """A gallery's embeddings, each one's person and image path, and the images skipped with their error."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
-    np.savez(tmp, embeddings=embeddings, people=np.array(people, dtype=str), paths=np.array(paths, dtype=str),
-             skipped=np.array([f"{image}\t{error}" for image, error in skipped], dtype=str))
-    tmp.replace(path)
+    def save(tmp: Path) -> None:
+        with tmp.open("wb") as handle:  # a file object: np.savez would add ".npz" to a temporary file's name
+            np.savez(handle, embeddings=embeddings, people=np.array(people, dtype=str),
+                     paths=np.array(paths, dtype=str),
+                     skipped=np.array([f"{image}\t{error}" for image, error in skipped], dtype=str))
+
+    atomic_write_bytes(path, save)
 
 
 def read_gallery_cache(path: Path) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:

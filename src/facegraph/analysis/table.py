@@ -163,7 +163,8 @@ def paired_rows(models: list[ModelRuns]) -> list[PairedRow]:
             pooled_theirs += [theirs[i] for i in samples]
         folds_tested = _distinct_folds(model, len(tests))
         pooled = mcnemar_exact(pooled_mine, pooled_theirs) if folds_tested else None
-        test_train = _test_train_ratio(model.run_dirs[:len(tests)]) if folds_tested == seeds else None
+        test_train = (_test_train_ratio(model.run_dirs[:len(tests)], model.config.data.val_split)
+                      if folds_tested == seeds else None)
         corrected = None if test_train is None else paired_difference(*top1s, test_train_ratio=test_train)
         gmacs, base_gmacs = (mean_std([e.get("gmacs", {}).get("mean") for e in m.evaluations])[0]
                              for m in (model, baseline))
@@ -173,18 +174,18 @@ def paired_rows(models: list[ModelRuns]) -> list[PairedRow]:
     return rows
 
 
-def _test_train_ratio(run_dirs: list[Path]) -> float | None:
+def _test_train_ratio(run_dirs: list[Path], val_split: str = "val") -> float | None:
     """Mean test / training images of the runs' folds (dataset.json), or None where a run did not record them.
 
     Training images are the ones trained on: runs written before the validation part carved from train was recorded
-    as its own split counted it in "train" (and recorded it as "val_from_train"), so it is taken out here."""
+    as its own split (`val_split`, the runs' data.val_split) counted it in "train" (and recorded it as
+    "val_from_train"), so it is taken out here."""
     ratios = []
     for run in map(RunDir, run_dirs):
         summary = run.dataset() if run.dataset_path.is_file() else {}
         splits = summary.get("splits", {})
         if not splits.get("train") or not splits.get("test"):
             return None
-        val_split = run.config().data.val_split if run.config_path.is_file() else "val"
         carved_in_train = 0 if val_split in splits else summary.get("val_from_train") or 0
         ratios.append(splits["test"] / (splits["train"] - carved_in_train))
     return sum(ratios) / len(ratios) if ratios else None
