@@ -15,7 +15,9 @@ import torch
 from facegraph.cli import main
 from facegraph.config import load_config
 from facegraph.engine.annealing import linear_anneal, lr_factor, target_rates_at
+from facegraph.engine.metrics import checkpoint_rank
 from facegraph.paper import target_rates
+from facegraph.rundir import load_checkpoint
 from facegraph.workflows import TABLE2_ROWS
 from facegraph.errors import ConfigError
 from facegraph.models import stage_first_blocks
@@ -172,6 +174,27 @@ def test_best_checkpoint_waits_for_select_from_and_noise_anneals(tiny_lfw, tmp_p
     done = json.loads((run / "done.json").read_text())
     late_val = {row["epoch"]: row["val"]["top1"] for row in rows if row["epoch"] > 2}
     assert done["best_epoch"] in late_val and done["best_val_top1"] == max(late_val.values())
+
+
+def test_checkpoint_rank_puts_epochs_within_the_rate_budget_first():
+    assert checkpoint_rank(40.0, 0.52, 0.52) > checkpoint_rank(60.0, 0.53, 0.52)  # within beats over, whatever top-1
+    assert checkpoint_rank(41.0, 0.40, 0.52) > checkpoint_rank(40.0, 0.50, 0.52)  # within: the higher top-1
+    assert checkpoint_rank(10.0, 0.55, 0.52) > checkpoint_rank(60.0, 0.60, 0.52)  # over: the lower open rate
+    assert checkpoint_rank(41.0, 0.90, None) > checkpoint_rank(40.0, 0.10, None)  # no budget: top-1 alone
+
+
+def test_best_checkpoint_keeps_to_the_rate_budget(tiny_lfw, tmp_path):
+    run = tmp_path / "budget"
+    assert train_cli("cpu/aig-t0.5", tiny_lfw, run, "train.epochs=4", "train.select_rate_slack=0.0") == 0
+    rows = metrics_rows(run)
+    open_rates = {row["epoch"]: sum(row["val"]["gate_rates"]) / len(row["val"]["gate_rates"]) for row in rows}
+    assert max(open_rates.values()) > 0.5  # the gates start at 0.85: some epoch is over the budget
+    ranks = {row["epoch"]: checkpoint_rank(row["val"]["top1"], open_rates[row["epoch"]], 0.5) for row in rows}
+    done = json.loads((run / "done.json").read_text())
+    assert ranks[done["best_epoch"]] == max(ranks.values())
+    assert done["max_val_open_rate"] == 0.5
+    assert done["best_val_open_rate"] == pytest.approx(open_rates[done["best_epoch"]])
+    assert load_checkpoint(run / "checkpoints" / "best.pt")["epoch"] == done["best_epoch"]
 
 
 def test_a_killed_run_resumes_to_the_same_result(tiny_lfw, tmp_path):

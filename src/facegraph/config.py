@@ -139,6 +139,10 @@ class TrainConfig:
     # best.pt is chosen on val among the epochs after this fraction of training (0: all). A gated model's early epochs
     # run more blocks than its target and can win on val top-1 at a cost the finished model does not have.
     select_from: float = 0.0
+    # A model trained toward target rates (the target loss on every gate) takes best.pt only from the epochs whose mean
+    # validation open rate is at most the mean target rate plus this, when any is (else the lowest open rate); None:
+    # any epoch, by val top-1 alone (engine/metrics.checkpoint_rank).
+    select_rate_slack: float | None = None
     batch_size: int = 64
     eval_batch_size: int = 256
     seed: int = 0
@@ -297,6 +301,7 @@ def validate(config: RunConfig) -> RunConfig:
         (train.seed >= 0, f"train.seed must be >= 0, got {train.seed}"),
         (train.min_steps >= 0, f"train.min_steps must be >= 0, got {train.min_steps}"),
         (0.0 <= train.select_from < 1.0, f"train.select_from must be in [0, 1), got {train.select_from}"),
+        _bounded("train.select_rate_slack", train.select_rate_slack, 0),
         _bounded("optim.gate_lr_factor", optim.gate_lr_factor, 0, above=True),
         (train.device in ("auto", "cpu", "cuda"), f"train.device must be auto, cpu or cuda, got {train.device!r}"),
         (optim.schedule in LR_SCHEDULES, f"optim.schedule must be one of {LR_SCHEDULES}, got {optim.schedule!r}"),

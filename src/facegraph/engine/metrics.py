@@ -1,4 +1,4 @@
-"""Metric arithmetic: top-k hits."""
+"""Metric arithmetic: top-k hits, and the order in which training chooses its best checkpoint."""
 
 from __future__ import annotations
 
@@ -11,3 +11,16 @@ def topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks: tuple[int, ...
     top = logits.topk(largest, dim=1).indices  # (B, largest)
     hits = top == targets.unsqueeze(1)
     return {k: hits[:, : min(k, largest)].any(dim=1) for k in ks}
+
+
+def checkpoint_rank(val_top1: float, val_open_rate: float | None, max_open_rate: float | None) -> tuple[int, float]:
+    """How an epoch ranks for best.pt (the larger tuple wins).
+
+    Without a rate budget (`max_open_rate` None) the rank is val top-1. With one, every epoch whose mean validation
+    open rate is within the budget outranks every epoch above it; among those within, the higher val top-1 wins,
+    among those above, the lower open rate. Val top-1 alone favours epochs that still run more blocks than the
+    target asks for, at a cost the finished model is not meant to have.
+    """
+    if max_open_rate is None or val_open_rate is None or val_open_rate <= max_open_rate:
+        return (1, val_top1)
+    return (0, -val_open_rate)

@@ -23,7 +23,7 @@ from facegraph.engine import distributed
 from facegraph.engine.annealing import linear_anneal, lr_factor, target_rates_at, training_epochs
 from facegraph.engine.environment import environment
 from facegraph.engine.evaluate import evaluate_run, predict_split, summarize_predictions
-from facegraph.engine.metrics import topk_correct
+from facegraph.engine.metrics import checkpoint_rank, topk_correct
 from facegraph.engine.warm_start import distillation_teacher, warm_start
 from facegraph.errors import ConfigError, FacegraphError, StoppedWithRankZero
 from facegraph.flops import cost_table
@@ -190,7 +190,8 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
     # fp16 needs loss scaling against gradient underflow; bf16 and fp32 do not (the scaler is then a no-op).
     scaler = torch.amp.GradScaler(context.device.type, enabled=config.train.precision == "fp16")
 
-    start_epoch, best_val_top1, best_epoch = 0, None, 0
+    start_epoch, best_val_top1, best_epoch, best_open_rate = 0, None, 0, None
+    max_open_rate = _open_rate_budget(config, weights, model)
     if not resuming and config.model.init_from:
         warm_start(model, config.model.init_from, summary["identities"])  # weights that do not fit: nothing written
     def take_run() -> None:
@@ -200,8 +201,8 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
 
     _decided_by_rank_zero(context, run, take_run)
     if resuming:
-        start_epoch, best_val_top1, best_epoch = _resume(run, config, summary, context, model, optimizer, scheduler,
-                                                         scaler)
+        start_epoch, best_val_top1, best_epoch, best_open_rate = _resume(run, config, summary, context, model,
+                                                                         optimizer, scheduler, scaler)
     elif context.is_main:
         run.write_start(config, environment(context.world_size, str(context.device)), summary)
 
@@ -228,16 +229,20 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
             row["val"].update(gmacs_mean=val["gmacs"]["mean"], gmacs_std=val["gmacs"]["std"])
         row["seconds"] = time.perf_counter() - started
         val_top1 = row.get("val", {}).get("top1")
+        val_open_rate = float(np.mean(row["val"]["gate_rates"])) if val_top1 is not None and model.num_gates else None
         selectable = epoch + 1 > config.train.select_from * epochs
-        improved = selectable and (val_top1 is None or best_val_top1 is None or val_top1 > best_val_top1)
+        improved = selectable and (val_top1 is None or best_val_top1 is None
+                                   or checkpoint_rank(val_top1, val_open_rate, max_open_rate)
+                                   > checkpoint_rank(best_val_top1, best_open_rate, max_open_rate))
         if improved:
-            best_val_top1, best_epoch = val_top1, epoch + 1
+            best_val_top1, best_epoch, best_open_rate = val_top1, epoch + 1, val_open_rate
         # Every rank's generators, so that a resumed rank draws the noise it would have drawn.
         rng = distributed.gather_objects(rng_states(), context)
         if context.is_main:
             run.commit_epoch({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng,
-                              "epoch": epoch + 1, "best_val_top1": best_val_top1, "best_epoch": best_epoch},
+                              "epoch": epoch + 1, "best_val_top1": best_val_top1, "best_epoch": best_epoch,
+                              "best_val_open_rate": best_open_rate},
                              row, improved)
             _log_epoch(row, writer)
         distributed.barrier(context)
@@ -246,7 +251,13 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
     if context.is_main:
         if "test" in dataset.splits:
             evaluate_run(run.path, "test", dataset=dataset, checkpoint=BEST, warn_unfinished=False)
-        run.write_done({"epochs": epochs, "best_epoch": best_epoch, "best_val_top1": best_val_top1})
+        done = {"epochs": epochs, "best_epoch": best_epoch, "best_val_top1": best_val_top1}
+        if max_open_rate is not None:
+            done.update(best_val_open_rate=best_open_rate, max_val_open_rate=max_open_rate)
+            if best_open_rate is not None and best_open_rate > max_open_rate:
+                logger.warning("no selectable epoch kept the mean val open rate within %.3f: best.pt is epoch %d, "
+                               "the lowest (%.3f)", max_open_rate, best_epoch, best_open_rate)
+        run.write_done(done)
     distributed.barrier(context)
     return run.path
 
@@ -268,15 +279,15 @@ def _decided_by_rank_zero(context: distributed.Context, run: RunDir, decide: Cal
 
 def _resume(run: RunDir, config: RunConfig, summary: dict, context: distributed.Context, model: GatedResNet,
             optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
-            scaler: torch.amp.GradScaler) -> tuple[int, float | None, int]:
+            scaler: torch.amp.GradScaler) -> tuple[int, float | None, int, float | None]:
     """Bring the training to the run's last committed epoch (rank 0 recovers the run directory first) and record the
-    resume; returns the epoch to start from, the best val top-1 and its epoch."""
+    resume; returns the epoch to start from, the best val top-1, its epoch and its mean val open rate."""
     state = run.recover() if context.is_main else None
     distributed.barrier(context)
     if not context.is_main:
         last = run.checkpoint_path(LAST)
         state = load_training_checkpoint(last) if last.is_file() else None
-    start_epoch, best_val_top1, best_epoch = 0, None, 0
+    start_epoch, best_val_top1, best_epoch, best_open_rate = 0, None, 0, None
     if state is None:
         # Killed before its first committed epoch: it starts again as a fresh run would, warm start included (loading
         # draws no random numbers, so training goes on from the seeded state an uninterrupted run has).
@@ -293,6 +304,7 @@ def _resume(run: RunDir, config: RunConfig, summary: dict, context: distributed.
                               f"(now {context.world_size})")
         restore_rng_states(state["rng"][context.rank])
         start_epoch, best_val_top1, best_epoch = state["epoch"], state["best_val_top1"], state["best_epoch"]
+        best_open_rate = state.get("best_val_open_rate")  # absent from checkpoints written before the rate budget
         if context.is_main:
             logger.info("resuming %s after epoch %d", run.path, start_epoch)
     if context.is_main:
@@ -302,7 +314,17 @@ def _resume(run: RunDir, config: RunConfig, summary: dict, context: distributed.
         if config.train.epochs > run.config().train.epochs:
             run.write_start(config, recorded_environment, summary)
             run.done_path.unlink(missing_ok=True)
-    return start_epoch, best_val_top1, best_epoch
+    return start_epoch, best_val_top1, best_epoch, best_open_rate
+
+
+def _open_rate_budget(config: RunConfig, weights: paper.LossWeights, model: GatedResNet) -> float | None:
+    """The highest mean val open rate best.pt may have (train.select_rate_slack above the mean target rate), or None
+    where there is no budget: no slack given, no gates, or gates that the target loss does not all pull."""
+    if config.train.select_rate_slack is None or not model.num_gates:
+        return None
+    if weights.target_weight <= 0 or weights.target_gates is not None:
+        return None
+    return float(model.gated_target_rates().mean()) + config.train.select_rate_slack
 
 
 def _train_one_epoch(ddp_model: torch.nn.Module, model: GatedResNet, loader, optimizer, scheduler, scaler,
