@@ -198,7 +198,7 @@ def test_best_checkpoint_keeps_to_the_rate_budget(tiny_lfw, tmp_path):
 
 
 def test_a_killed_run_resumes_to_the_same_result(tiny_lfw, tmp_path):
-    common = [*TINY, "train.epochs=5"]
+    common = [*TINY, "train.epochs=5", "train.select_rate_slack=0.0"]  # resuming must restore the best epoch's rate too
     uninterrupted = tmp_path / "uninterrupted"
     assert train_cli("cpu/aig-t0.5", tiny_lfw, uninterrupted, *common) == 0
 
@@ -222,6 +222,7 @@ def test_a_killed_run_resumes_to_the_same_result(tiny_lfw, tmp_path):
     first = json.loads((uninterrupted / "eval" / "test.json").read_text())
     second = json.loads((killed / "eval" / "test.json").read_text())
     assert first["top1"] == second["top1"] and first["gate_rates"] == second["gate_rates"]
+    assert json.loads((killed / "done.json").read_text()) == json.loads((uninterrupted / "done.json").read_text())
 
 
 def test_torchrun_trains_with_two_processes(tiny_lfw, tmp_path):
