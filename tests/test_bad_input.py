@@ -237,6 +237,7 @@ BAD_VALUES = [
     ("gumbel.final_temperature=-1.0", "gumbel.final_temperature"),
     ("gumbel.final_noise=-0.1", "gumbel.final_noise"),
     ("train.select_from=1.0", "train.select_from"),
+    ("train.select_rate_slack=-0.1", "train.select_rate_slack must be a finite number >= 0, got -0.1"),
     ("data.val_split='test'", "data.val_split"),
     ("train.precision='fp16'", "train.precision"),  # the cpu presets use train.device = 'cpu'
     ("train.device='tpu'", "train.device"),
