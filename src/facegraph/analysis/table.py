@@ -17,6 +17,7 @@ from facegraph.analysis.statistics import (
     paired_difference,
 )
 from facegraph.config import RunConfig
+from facegraph.engine.metrics import mean_open_rate
 from facegraph.errors import DataError
 from facegraph.rundir import RunDir, write_text
 
@@ -78,11 +79,6 @@ def _verification(evaluation: dict[str, Any], variant: str) -> float | None:
     return None if result is None else 100 * result["accuracy_mean"]
 
 
-def _open_rate(evaluation: dict[str, Any]) -> float | None:
-    rates = evaluation.get("gate_rates") or []
-    return sum(rates) / len(rates) if rates else None
-
-
 def table_rows(models: list[ModelRuns]) -> list[dict[str, Any]]:
     """One row per model: the mean (and sample standard deviation over seeds) of each column."""
     rows = []
@@ -93,7 +89,7 @@ def table_rows(models: list[ModelRuns]) -> list[dict[str, Any]]:
             "gmacs_conv_only": [e.get("gmacs_conv_only", {}).get("mean") for e in evaluations],
             "gmacs": [e.get("gmacs", {}).get("mean") for e in evaluations],
             "top5": [_percent(e.get("top5")) for e in evaluations],
-            "open_rate": [_open_rate(e) for e in evaluations],
+            "open_rate": [mean_open_rate(e) for e in evaluations],
             "speedup": [e.get("speedup", {}).get("measured") for e in evaluations],
             "verify": [_verification(e, "plain") for e in evaluations],
             "verify_flip": [_verification(e, "flip") for e in evaluations],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 
@@ -11,6 +13,14 @@ def topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks: tuple[int, ...
     top = logits.topk(largest, dim=1).indices  # (B, largest)
     hits = top == targets.unsqueeze(1)
     return {k: hits[:, : min(k, largest)].any(dim=1) for k in ks}
+
+
+
+def mean_open_rate(summary: dict[str, Any]) -> float | None:
+    """The mean over the gated blocks of a summary's per-block open rates (`gate_rates` of an evaluation or of an
+    epoch's val row); None where it has none (no gates, or no such summary)."""
+    rates = summary.get("gate_rates") or []
+    return sum(rates) / len(rates) if rates else None
 
 
 def checkpoint_rank(val_top1: float, val_open_rate: float | None, max_open_rate: float | None) -> tuple[int, float]:

@@ -23,7 +23,7 @@ from facegraph.engine import distributed
 from facegraph.engine.annealing import linear_anneal, lr_factor, target_rates_at, training_epochs
 from facegraph.engine.environment import environment
 from facegraph.engine.evaluate import evaluate_run, predict_split, summarize_predictions
-from facegraph.engine.metrics import checkpoint_rank, topk_correct
+from facegraph.engine.metrics import checkpoint_rank, mean_open_rate, topk_correct
 from facegraph.engine.warm_start import distillation_teacher, warm_start
 from facegraph.errors import ConfigError, FacegraphError, StoppedWithRankZero
 from facegraph.flops import cost_table
@@ -229,7 +229,7 @@ def _train(config: RunConfig, data_root: str | Path, run: RunDir, resume: bool, 
             row["val"].update(gmacs_mean=val["gmacs"]["mean"], gmacs_std=val["gmacs"]["std"])
         row["seconds"] = time.perf_counter() - started
         val_top1 = row.get("val", {}).get("top1")
-        val_open_rate = float(np.mean(row["val"]["gate_rates"])) if val_top1 is not None and model.num_gates else None
+        val_open_rate = mean_open_rate(row.get("val", {}))
         selectable = epoch + 1 > config.train.select_from * epochs
         improved = selectable and (val_top1 is None or best_val_top1 is None
                                    or checkpoint_rank(val_top1, val_open_rate, max_open_rate)
