@@ -1,6 +1,7 @@
 """Reading run outputs (docs/run-directory.md), the Fig. 1 series and the Table II row."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -206,6 +207,23 @@ def test_cross_validation_findings_are_decided_by_the_corrected_interval(tmp_pat
     assert line.split(" | ")[2] == f"{plain.low:+.2f} to {plain.high:+.2f}"
     assert line.split(" | ")[3] == f"{corrected.low:+.2f} to {corrected.high:+.2f}"
     assert "not resolved (the corrected interval includes 0)" in line
+    # What the fold's 10 test photos alone put into that interval: McNemar variances (k - k^2/10) / 100 for k = 2, 3, 4.
+    variances = [(k - k * k / 10) / 100 for k in (2, 3, 4)]
+    assert 100 * row.floor.std == pytest.approx(100 * math.sqrt(sum(variances) / 3))
+    floor_line = next(line for line in paired_markdown([row]) if line.startswith("Test images alone"))
+    assert f"± {100 * row.floor.std:.2f} points from fold to fold" in floor_line
+    assert f"(it is ± {(corrected.high - corrected.low) / 2:.2f})" in floor_line
+
+
+def test_seeds_on_one_split_get_no_test_sampling_floor(tmp_path):
+    from facegraph.analysis.table import paired_markdown, paired_rows
+    runs = {"resnet": [], "aig": []}
+    for seed, wrong in enumerate((1, 3)):  # both seeds test the same photos 0-9
+        runs["resnet"].append(_paired_run(tmp_path, f"resnet{seed}", "resnet", 0, dict.fromkeys(range(10), 1)))
+        runs["aig"].append(_paired_run(tmp_path, f"aig{seed}", "aig", 0, {s: int(s >= wrong) for s in range(10)}))
+    (row,) = paired_rows(_paired_models(runs))
+    assert row.difference.has_interval and row.corrected is None and row.floor is None
+    assert not any(line.startswith("Test images alone") for line in paired_markdown([row]))
 
 
 def test_a_column_known_for_one_seed_of_several_has_no_spread():

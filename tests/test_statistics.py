@@ -15,6 +15,8 @@ from scipy import stats
 from facegraph.analysis.statistics import (
     balanced_accuracy,
     binomial_interval,
+    image_sampling_floor,
+    interval_half_width,
     majority_rate,
     mann_whitney_u,
     mcnemar_exact,
@@ -165,6 +167,40 @@ def test_paired_accuracy_interval_hand_computed():
     assert balanced.difference_interval() == pytest.approx((-0.1959964, 0.1959964), abs=1e-6)  # sqrt(100) / 100
     assert balanced.difference_interval(0.99)[1] > balanced.difference_interval()[1]
     assert mcnemar_exact([1, 1], [1, 1]).difference_interval() == (0.0, 0.0)
+
+
+def test_interval_half_width_is_the_one_paired_difference_uses():
+    aig, resnet = [67.96, 70.87, 68.38, 71.84, 75.14, 70.56], [68.65, 70.87, 68.65, 73.23, 77.22, 71.81]
+    for ratio in (0.0, 720 / 3243):
+        d = paired_difference(aig, resnet, test_train_ratio=ratio)
+        assert interval_half_width(d.std, d.n, test_train_ratio=ratio) == pytest.approx((d.high - d.low) / 2)
+    with pytest.raises(ValueError, match="at least 2"):
+        interval_half_width(1.0, 1)
+
+
+def test_image_sampling_floor_predicts_the_spread_of_differences_on_disjoint_test_sets():
+    # Two fixed "models" answer each image right with probabilities 0.75 and 0.70 (correlated through a shared
+    # difficulty), so every fold's difference varies only because the fold holds other images. 4,000 folds of 300
+    # images: the floor's std from each fold's McNemar counts must match the std of the differences actually seen.
+    rng = np.random.default_rng(0)
+    tests, differences = [], []
+    for _ in range(4000):
+        difficulty = rng.random(300)
+        a, b = difficulty < 0.75, (difficulty + 0.1 * rng.standard_normal(300)) < 0.70
+        tests.append(mcnemar_exact(a, b))
+        differences.append(a.mean() - b.mean())
+    floor = image_sampling_floor(tests)
+    assert floor.std == pytest.approx(np.std(differences, ddof=1), rel=0.05)
+    # Per fold, the variance is the Wald variance behind difference_interval.
+    first = tests[0]
+    assert first.difference_variance == pytest.approx(
+        (first.discordant - (first.b10 - first.b01) ** 2 / first.total) / first.total ** 2)
+    # The half-width is paired_difference's for differences of that std, corrected like the measured interval.
+    assert floor.half_width == pytest.approx(stats.t.ppf(0.975, 3999) * floor.std * math.sqrt(1 / 4000))
+    corrected = image_sampling_floor(tests[:5], test_train_ratio=0.25)
+    assert corrected.half_width == pytest.approx(interval_half_width(corrected.std, 5, test_train_ratio=0.25))
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        image_sampling_floor(tests[:1])
 
 
 def test_mcnemar_without_discordant_pairs_is_one():

@@ -8,6 +8,9 @@ Pure functions over plain numbers and arrays (numpy, scipy.stats); nothing here 
   folds, whose training sets overlap, the interval can be widened by Nadeau and Bengio's correction.
 - mcnemar_exact: McNemar's exact test on two models' right/wrong answers on the same test images, and the interval
   of their accuracy difference over those images.
+- image_sampling_floor: over cross-validation folds, how far the per-fold differences would spread from the test
+  images alone, and the interval that spread would give: where it is as wide as the measured one, only more test
+  images (or fewer discordant ones) narrow it.
 - mann_whitney_u: the rank test of whether one sample tends to be larger than another (e.g. active gates of correct
   against wrong predictions), with its AUC and a two-sided p-value.
 - mean_std: mean and sample std (ddof=1 by default) of a column that may hold missing (None) values.
@@ -137,11 +140,19 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
         if std == 0:
             low = high = math.nan
         else:
-            t_quantile = float(stats.t.ppf((1 + confidence) / 2, df=n - 1))
-            half_width = t_quantile * std * math.sqrt(1 / n + test_train_ratio)
+            half_width = interval_half_width(std, n, confidence, test_train_ratio)
             low, high = mean - half_width, mean + half_width
     return PairedDifference(mean=mean, std=std, n=n, low=low, high=high, confidence=confidence,
                             differences=tuple(float(d) for d in differences), test_train_ratio=test_train_ratio)
+
+
+def interval_half_width(std: float, n: int, confidence: float = 0.95, test_train_ratio: float = 0.0) -> float:
+    """Half-width of paired_difference's interval for n differences of sample std `std`:
+    t_{(1 + confidence)/2, n-1} * std * sqrt(1/n + test_train_ratio)."""
+    if n < 2:
+        raise ValueError(f"an interval needs at least 2 differences, got {n}")
+    _check_confidence(confidence)
+    return float(stats.t.ppf((1 + confidence) / 2, df=n - 1)) * std * math.sqrt(1 / n + test_train_ratio)
 
 
 @dataclass(frozen=True)
@@ -177,11 +188,16 @@ class McNemarResult:
         (b10 + b01 - (b10 - b01)^2 / n) / n^2). It treats the images as the sample and the two models as fixed, so
         training noise is not in it; the interval over seeds (`paired_difference`) is the one that includes it."""
         _check_confidence(confidence)
-        if not self.total:
-            return (0.0, 0.0)
-        z = float(stats.norm.ppf(0.5 + confidence / 2))
-        spread = z * math.sqrt(max(0.0, self.discordant - (self.b10 - self.b01) ** 2 / self.total)) / self.total
+        spread = float(stats.norm.ppf(0.5 + confidence / 2)) * math.sqrt(self.difference_variance)
         return (self.accuracy_difference - spread, self.accuracy_difference + spread)
+
+    @property
+    def difference_variance(self) -> float:
+        """Variance of the accuracy difference a - b from sampling the test images (models fixed): (b10 + b01 -
+        (b10 - b01)^2 / n) / n^2, 0 without images."""
+        if not self.total:
+            return 0.0
+        return max(0.0, self.discordant - (self.b10 - self.b01) ** 2 / self.total) / self.total ** 2
 
 
 def mcnemar_exact(correct_a: Sequence[bool] | np.ndarray, correct_b: Sequence[bool] | np.ndarray) -> McNemarResult:
@@ -201,6 +217,33 @@ def mcnemar_exact(correct_a: Sequence[bool] | np.ndarray, correct_b: Sequence[bo
     b10 = int((first & ~second).sum())
     p_value = 1.0 if b01 + b10 == 0 else float(stats.binomtest(b10, b01 + b10, 0.5).pvalue)
     return McNemarResult(b01=b01, b10=b10, total=len(first), p_value=min(p_value, 1.0))
+
+
+@dataclass(frozen=True)
+class ImageSamplingFloor:
+    """What the test images alone put into a paired difference over seeds (see image_sampling_floor)."""
+
+    std: float  # per-fold spread of the differences expected from the test images alone (a fraction)
+    half_width: float  # the interval half-width that spread gives, with the same n, confidence and correction
+
+
+def image_sampling_floor(tests: Sequence[McNemarResult], confidence: float = 0.95,
+                         test_train_ratio: float = 0.0) -> ImageSamplingFloor:
+    """The spread of per-fold differences that sampling the test images alone produces, and the narrowest interval
+    the folds could give if training added no noise at all.
+
+    For differences measured on disjoint test sets, as cross-validation folds are (seeds on one split share their
+    test images, and this is no floor for them). Each fold's difference is measured on a finite test set; its
+    variance from that alone is the McNemar counts' `difference_variance`. The root of their mean is the std the
+    differences would show if every fold trained the same two models; passed through `interval_half_width` with the
+    same n, confidence and `test_train_ratio` as the measured interval, it bounds that interval's half-width from below
+    in expectation. Where the measured interval is hardly wider, less training noise cannot narrow it: more test
+    images, or fewer discordant images, can. Differences are fractions, as `accuracy_difference`.
+    """
+    if len(tests) < 2:
+        raise ValueError(f"a floor under an interval over folds needs at least 2 folds' tests, got {len(tests)}")
+    std = math.sqrt(sum(t.difference_variance for t in tests) / len(tests))
+    return ImageSamplingFloor(std, interval_half_width(std, len(tests), confidence, test_train_ratio))
 
 
 @dataclass(frozen=True)

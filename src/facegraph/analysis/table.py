@@ -13,8 +13,8 @@ import numpy as np
 
 from facegraph import paper
 from facegraph.analysis.statistics import (
-    McNemarResult, PairedDifference, balanced_accuracy, binomial_interval, majority_rate, mcnemar_exact, mean_std,
-    paired_difference,
+    ImageSamplingFloor, McNemarResult, PairedDifference, balanced_accuracy, binomial_interval, image_sampling_floor,
+    majority_rate, mcnemar_exact, mean_std, paired_difference,
 )
 from facegraph.config import RunConfig
 from facegraph.engine.metrics import mean_open_rate
@@ -124,6 +124,13 @@ class PairedRow:
     folds: int = 0  # ... of the cross-validation's folds: all of them test every photo once
     # Over cross-validation folds: the same differences with Nadeau and Bengio's interval, which decides the finding.
     corrected: PairedDifference | None = None
+    # Over cross-validation folds: what the test images alone put into the deciding interval.
+    floor: ImageSamplingFloor | None = None
+
+    @property
+    def deciding(self) -> PairedDifference:
+        """The interval that decides the finding: the corrected one over cross-validation folds, else the plain one."""
+        return self.corrected or self.difference
 
 
 def _correct_by_sample(run_dir: Path) -> dict[int, bool]:
@@ -162,11 +169,13 @@ def paired_rows(models: list[ModelRuns]) -> list[PairedRow]:
         test_train = (_test_train_ratio(model.run_dirs[:len(tests)], model.config.data.val_split)
                       if folds_tested == seeds else None)
         corrected = None if test_train is None else paired_difference(*top1s, test_train_ratio=test_train)
+        # Only distinct folds test other images from seed to seed; seeds on one split share their test images.
+        floor = None if corrected is None else image_sampling_floor(tests, test_train_ratio=test_train)
         gmacs, base_gmacs = (mean_std([e.get("gmacs", {}).get("mean") for e in m.evaluations])[0]
                              for m in (model, baseline))
         ratio = gmacs / base_gmacs if gmacs is not None and base_gmacs else None
         rows.append(PairedRow(model.name, paper.model_label(model.config), difference, tests, ratio, pooled,
-                              folds_tested, model.config.data.folds, corrected))
+                              folds_tested, model.config.data.folds, corrected, floor))
     return rows
 
 
@@ -229,7 +238,20 @@ def paired_markdown(rows: list[PairedRow]) -> list[str]:
                          f"{100 * t.accuracy_difference:+.2f} points over {t.total} test images (95 % interval over "
                          f"images {100 * low:+.2f} to {100 * high:+.2f}; it leaves out training noise, which the "
                          f"interval over seeds holds), McNemar p = {t.p_value:.3g} ({t.b10}/{t.b01}).")
+    lines += [_floor_line(row) for row in rows if row.floor is not None and row.deciding.has_interval]
     return lines
+
+
+def _floor_line(row: PairedRow) -> str:
+    """How much of the deciding interval the test images alone account for, and so what would narrow it."""
+    floor, deciding = row.floor, row.deciding
+    share = 100 * (100 * floor.std / deciding.std) ** 2  # % of the variance of the per-seed differences
+    advice = (": more test images, or fewer images the two models disagree on, would narrow the interval; more folds "
+              "deal the same images out finer and narrow it slowly" if share >= 75 else "")
+    return (f"Test images alone: {row.model} minus ResNet would vary by ± {100 * floor.std:.2f} points from fold to "
+            f"fold only because each fold tests other images (measured ± {deciding.std:.2f}: test sampling is "
+            f"{min(share, 100):.0f} % of the variance{advice}). With no training noise at all the deciding interval "
+            f"would be ± {100 * floor.half_width:.2f} (it is ± {(deciding.high - deciding.low) / 2:.2f}).")
 
 
 def _interval(d: PairedDifference) -> str:
@@ -240,7 +262,7 @@ def _interval(d: PairedDifference) -> str:
 
 def _finding(row: PairedRow) -> str:
     """Supported only where the deciding interval (the corrected one over cross-validation folds) excludes 0."""
-    d = row.corrected or row.difference
+    d = row.deciding
     if d.supported:
         return "supported: better" if d.direction > 0 else "supported: worse"
     if row.difference.supported:
