@@ -8,6 +8,7 @@ import pytest
 
 from facegraph.analysis.curves import accuracy_series, evaluated_epoch, plot_accuracy_curves
 from facegraph.analysis.records import RunRecords, read_run_records
+from facegraph.analysis.statistics import interval_half_width
 from facegraph.analysis.table import ModelRuns, markdown_table, table_rows
 from facegraph.config import config_from_dict
 from facegraph.errors import DataError, FacegraphError
@@ -213,6 +214,8 @@ def test_cross_validation_findings_are_decided_by_the_corrected_interval(tmp_pat
     floor_line = next(line for line in paired_markdown([row]) if line.startswith("Test images alone"))
     assert f"± {100 * row.floor.std:.2f} points from fold to fold" in floor_line
     assert f"(it is ± {(corrected.high - corrected.low) / 2:.2f})" in floor_line
+    assert f"interval would be ± {100 * row.floor.half_width:.2f}" in floor_line
+    assert row.floor.half_width == pytest.approx(interval_half_width(row.floor.std, 3, test_train_ratio=10 / 4))
 
 
 def test_seeds_on_one_split_get_no_test_sampling_floor(tmp_path):

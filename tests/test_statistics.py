@@ -176,6 +176,10 @@ def test_interval_half_width_is_the_one_paired_difference_uses():
         assert interval_half_width(d.std, d.n, test_train_ratio=ratio) == pytest.approx((d.high - d.low) / 2)
     with pytest.raises(ValueError, match="at least 2"):
         interval_half_width(1.0, 1)
+    for std, ratio, named in ((-1.0, 0.0, "std"), (math.nan, 0.0, "std"), (1.0, -0.1, "test_train_ratio"),
+                              (1.0, math.inf, "test_train_ratio")):
+        with pytest.raises(ValueError, match=named):
+            interval_half_width(std, 5, test_train_ratio=ratio)
 
 
 def test_image_sampling_floor_predicts_the_spread_of_differences_on_disjoint_test_sets():

@@ -8,6 +8,7 @@ Pure functions over plain numbers and arrays (numpy, scipy.stats); nothing here 
   folds, whose training sets overlap, the interval can be widened by Nadeau and Bengio's correction.
 - mcnemar_exact: McNemar's exact test on two models' right/wrong answers on the same test images, and the interval
   of their accuracy difference over those images.
+- interval_half_width: the t-based half-width paired_difference uses, for a given std and number of differences.
 - image_sampling_floor: over cross-validation folds, how far the per-fold differences would spread from the test
   images alone, and the interval that spread would give: where it is as wide as the measured one, only more test
   images (or fewer discordant ones) narrow it.
@@ -121,8 +122,8 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
     n_train of a fold. With n = 1 the std and the interval are nan (one seed says nothing about the spread between
     seeds); with identical differences (std 0) the interval is nan (see PairedDifference).
     """
-    if test_train_ratio < 0:
-        raise ValueError(f"test_train_ratio must be >= 0, got {test_train_ratio}")
+    if not (math.isfinite(test_train_ratio) and test_train_ratio >= 0):
+        raise ValueError(f"test_train_ratio must be a finite number >= 0, got {test_train_ratio}")
     first, second = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if first.ndim != 1 or first.shape != second.shape or len(first) == 0:
         raise ValueError(f"expected two non-empty 1-D sequences of equal length, got shapes {first.shape} and "
@@ -151,6 +152,10 @@ def interval_half_width(std: float, n: int, confidence: float = 0.95, test_train
     t_{(1 + confidence)/2, n-1} * std * sqrt(1/n + test_train_ratio)."""
     if n < 2:
         raise ValueError(f"an interval needs at least 2 differences, got {n}")
+    if not (math.isfinite(std) and std >= 0):
+        raise ValueError(f"std must be a finite number >= 0, got {std}")
+    if not (math.isfinite(test_train_ratio) and test_train_ratio >= 0):
+        raise ValueError(f"test_train_ratio must be a finite number >= 0, got {test_train_ratio}")
     _check_confidence(confidence)
     return float(stats.t.ppf((1 + confidence) / 2, df=n - 1)) * std * math.sqrt(1 / n + test_train_ratio)
 
@@ -221,24 +226,26 @@ def mcnemar_exact(correct_a: Sequence[bool] | np.ndarray, correct_b: Sequence[bo
 
 @dataclass(frozen=True)
 class ImageSamplingFloor:
-    """What the test images alone put into a paired difference over seeds (see image_sampling_floor)."""
+    """What the test images alone put into a paired difference over cross-validation folds (image_sampling_floor)."""
 
-    std: float  # per-fold spread of the differences expected from the test images alone (a fraction)
+    std: float  # spread of the per-fold differences expected from the test images alone (a fraction)
     half_width: float  # the interval half-width that spread gives, with the same n, confidence and correction
 
 
 def image_sampling_floor(tests: Sequence[McNemarResult], confidence: float = 0.95,
                          test_train_ratio: float = 0.0) -> ImageSamplingFloor:
-    """The spread of per-fold differences that sampling the test images alone produces, and the narrowest interval
-    the folds could give if training added no noise at all.
+    """The spread of per-fold differences that sampling the test images alone produces, and the interval it gives.
 
     For differences measured on disjoint test sets, as cross-validation folds are (seeds on one split share their
     test images, and this is no floor for them). Each fold's difference is measured on a finite test set; its
     variance from that alone is the McNemar counts' `difference_variance`. The root of their mean is the std the
-    differences would show if every fold trained the same two models; passed through `interval_half_width` with the
-    same n, confidence and `test_train_ratio` as the measured interval, it bounds that interval's half-width from below
-    in expectation. Where the measured interval is hardly wider, less training noise cannot narrow it: more test
-    images, or fewer discordant images, can. Differences are fractions, as `accuracy_difference`.
+    differences would show on average (in variance: the sample variance over folds has that expectation) if every
+    fold trained the same two models; passed through `interval_half_width` with the same n, confidence and
+    `test_train_ratio` as the measured interval, it is the half-width such folds would give with the sample std at
+    that root. Training noise adds to the variance, so the recipe cannot lower the expected variance below this
+    floor; one run's interval, whose std rests on n - 1 degrees of freedom, can still come out narrower by chance.
+    Only more test images, or fewer discordant ones, lower the floor. Differences are fractions, as
+    `accuracy_difference`.
     """
     if len(tests) < 2:
         raise ValueError(f"a floor under an interval over folds needs at least 2 folds' tests, got {len(tests)}")

@@ -1,5 +1,7 @@
 """Table II: one row per model (mean and standard deviation over seeds) from each run's eval/test.json, as Markdown
-and CSV. `facegraph table2`, `facegraph demo` and the report all tabulate through here."""
+and CSV, and every gated model paired against the ResNet on the same test images (eval/test-images.csv; over
+cross-validation folds also dataset.json and config.json). `facegraph table2`, `facegraph demo` and the report all
+tabulate through here."""
 
 from __future__ import annotations
 
@@ -142,7 +144,10 @@ def _correct_by_sample(run_dir: Path) -> dict[int, bool]:
 
 def paired_rows(models: list[ModelRuns]) -> list[PairedRow]:
     """Every model against the first ResNet (no gates) among `models`, seed by seed: the paired difference of top-1
-    with its t interval over seeds, and McNemar's exact test per seed on the same test images."""
+    with its t interval over seeds, and McNemar's exact test per seed on the same test images. Over distinct
+    cross-validation folds also McNemar's test pooled over all their test images, the interval corrected for the
+    folds' overlapping training sets (n_test / n_train from each run's dataset.json), which decides the finding, and
+    what the test images alone put into it (image_sampling_floor)."""
     baseline = next((m for m in models if m.config.model.variant == "resnet"), None)
     if baseline is None:
         return []
@@ -170,7 +175,8 @@ def paired_rows(models: list[ModelRuns]) -> list[PairedRow]:
                       if folds_tested == seeds else None)
         corrected = None if test_train is None else paired_difference(*top1s, test_train_ratio=test_train)
         # Only distinct folds test other images from seed to seed; seeds on one split share their test images.
-        floor = None if corrected is None else image_sampling_floor(tests, test_train_ratio=test_train)
+        floor = (None if corrected is None else
+                 image_sampling_floor(tests, corrected.confidence, test_train_ratio=test_train))
         gmacs, base_gmacs = (mean_std([e.get("gmacs", {}).get("mean") for e in m.evaluations])[0]
                              for m in (model, baseline))
         ratio = gmacs / base_gmacs if gmacs is not None and base_gmacs else None
@@ -243,15 +249,12 @@ def paired_markdown(rows: list[PairedRow]) -> list[str]:
 
 
 def _floor_line(row: PairedRow) -> str:
-    """How much of the deciding interval the test images alone account for, and so what would narrow it."""
+    """What the test photos alone put into the deciding interval: the spread they cause and the interval it gives."""
     floor, deciding = row.floor, row.deciding
-    share = 100 * (100 * floor.std / deciding.std) ** 2  # % of the variance of the per-seed differences
-    advice = (": more test images, or fewer images the two models disagree on, would narrow the interval; more folds "
-              "deal the same images out finer and narrow it slowly" if share >= 75 else "")
     return (f"Test images alone: {row.model} minus ResNet would vary by ± {100 * floor.std:.2f} points from fold to "
-            f"fold only because each fold tests other images (measured ± {deciding.std:.2f}: test sampling is "
-            f"{min(share, 100):.0f} % of the variance{advice}). With no training noise at all the deciding interval "
-            f"would be ± {100 * floor.half_width:.2f} (it is ± {(deciding.high - deciding.low) / 2:.2f}).")
+            f"fold only because each fold tests other images (measured: ± {deciding.std:.2f} over {deciding.n} "
+            f"folds); at that spread, with no training noise, the deciding interval would be ± "
+            f"{100 * floor.half_width:.2f} (it is ± {(deciding.high - deciding.low) / 2:.2f}).")
 
 
 def _interval(d: PairedDifference) -> str:

@@ -3,6 +3,8 @@
 See docs/data.md for the prepared-dataset format and every source.
 """
 
+from typing import Any
+
 from facegraph.data.attributes import EXTRA_FEATURES, KNOWN_FEATURES, PAPER_FEATURES, UNKNOWN, UNKNOWN_CODE, bucket_age
 from facegraph.data.build import PrepareResult, Selection, parse_split
 from facegraph.data.images import UnusableImage, load_image_for_inference
@@ -43,7 +45,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # The loader needs torch; importing it on first use keeps `facegraph --help` fast.
     if name in ("Batch", "CachedLoader", "make_loader"):
         from facegraph.data import loader

@@ -1,4 +1,5 @@
-"""Metric arithmetic: top-k hits, and the order in which training chooses its best checkpoint."""
+"""Metric arithmetic: top-k hits, the mean open rate of a summary's gates, and the order in which training chooses
+its best checkpoint."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ def topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks: tuple[int, ...
     top = logits.topk(largest, dim=1).indices  # (B, largest)
     hits = top == targets.unsqueeze(1)
     return {k: hits[:, : min(k, largest)].any(dim=1) for k in ks}
-
 
 
 def mean_open_rate(summary: dict[str, Any]) -> float | None:
