@@ -77,6 +77,15 @@ def test_presets_lists_every_shipped_preset(capsys):
     assert not any(name.endswith("/base") for name in listed)
 
 
+def test_presets_show_prints_toml_that_train_reads_back(capsys, tmp_path):
+    from facegraph.config import load_config
+
+    assert main(["presets", "--show", "cpu/iig-gender"]) == 0
+    shown = tmp_path / "shown.toml"
+    shown.write_text(capsys.readouterr().out)
+    assert load_config(shown).to_dict() == load_config("cpu/iig-gender").to_dict()
+
+
 def test_flops_offers_every_architecture_the_models_build():
     """cli/flops.py names the architectures itself so that `--help` need not import torch: the copy must not drift."""
     from facegraph.cli.flops import ARCH_NAMES

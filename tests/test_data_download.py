@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import socket
 import tarfile
 from collections.abc import Callable
@@ -202,10 +203,13 @@ def test_pairs_are_fetched_and_verified(tmp_path: Path, data_http_server) -> Non
         fetch_lfw_pairs(tmp_path / "b", [bad], http=FAST_HTTP)
 
 
-def test_find_data_root_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_find_data_root_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("FACEGRAPH_DATA", str(tmp_path))
     assert find_data_root() == tmp_path
     monkeypatch.setenv("FACEGRAPH_DATA", str(tmp_path / "absent"))
-    assert find_data_root() is None
+    with caplog.at_level(logging.WARNING, logger="facegraph.data.locate"):
+        assert find_data_root() is None
+    assert f"FACEGRAPH_DATA={tmp_path / 'absent'} is not a folder; ignoring it" in caplog.text
     monkeypatch.delenv("FACEGRAPH_DATA")
     assert find_data_root() is None

@@ -48,6 +48,30 @@ def test_every_preset_loads():
     assert paper.loss.target_weight == 0.0 and paper.optim.weight_decay == 1e-4 and paper.optim.momentum == 0.9
 
 
+def test_every_preset_written_as_toml_loads_back_the_same(tmp_path):
+    from facegraph.config import config_to_toml, list_presets
+
+    for name in list_presets():
+        config = load_config(name, ["train.select_rate_slack=0.02", "optim.step_milestones=[3, 6]"])
+        written = tmp_path / f"{name.replace('/', '-')}.toml"
+        written.write_text(config_to_toml(config.to_dict()))
+        assert load_config(written).to_dict() == config.to_dict(), name
+    assert "# final_temperature: not set" in config_to_toml(load_config("cpu/aig-t0.5").to_dict())
+
+
+def test_a_file_of_ones_own_inherits_a_shipped_preset(tmp_path):
+    mine = tmp_path / "mine.toml"
+    mine.write_text('inherit = "cpu/aig-t0.5"\nname = "mine"\n[train]\nepochs = 5\n')
+    expected = load_config("cpu/aig-t0.5", ["name=mine", "train.epochs=5"])
+    assert load_config(mine).to_dict() == expected.to_dict()
+    (tmp_path / "local.toml").write_text('inherit = "mine"\n[optim]\nlr = 0.05\n')  # a file of its folder first
+    assert load_config(tmp_path / "local.toml").optim.lr == 0.05
+    assert load_config(tmp_path / "local.toml").train.epochs == 5
+    mine.write_text('inherit = "cpu/no-such"\n')
+    with pytest.raises(ConfigError, match=r"mine.toml: inherit = 'cpu/no-such' is neither a file of its folder"):
+        load_config(mine)
+
+
 def test_unknown_keys_and_wrong_types_are_named(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[model]\narch = "resnet50"\nwidht = 0.5\n')
@@ -59,6 +83,8 @@ def test_unknown_keys_and_wrong_types_are_named(tmp_path):
         load_config(None, ["model.variant=gated"])
     with pytest.raises(ConfigError, match="iig_features"):
         load_config(None, ["model.variant=iig"])
+    with pytest.raises(TypeError, match=r"write \['train.epochs=3'\]"):
+        load_config("cpu/aig-t0.5", "train.epochs=3")
 
 
 def test_overrides_are_typed():

@@ -161,3 +161,17 @@ def test_a_photo_of_the_gallery_itself_is_marked_not_recognised(tiny_run, tmp_pa
     assert main(command) == 0
     printed = capsys.readouterr().out.split(str(other))
     assert printed[0].count("note: this photo is one of the gallery's images") == 2 and "note:" not in printed[1]
+
+
+def test_an_original_photo_of_a_prepared_gallery_is_marked(tiny_run, tmp_path, capsys):
+    # The prepared gallery holds 32 px cuts of the photos in faces/; querying one of those photos is querying the
+    # gallery itself, though no file of the prepared dataset equals it byte for byte.
+    data, faces = tiny_run.parents[1] / "data", tiny_run.parents[1] / "faces"
+    original = sorted((faces / "Ann_Able").glob("*.jpg"))[0]
+    copy = shutil.copyfile(original, tmp_path / "copy.jpg")
+    stranger = tmp_path / "stranger.jpg"
+    Image.new("RGB", (48, 48), (90, 30, 160)).save(stranger)
+    assert main(["predict", str(tiny_run), str(original), str(copy), str(stranger), "--gallery", str(data),
+                 "--json"]) == 0
+    answers = [p["gallery"] for p in json.loads(capsys.readouterr().out)["predictions"]]
+    assert [a["in_gallery"] for a in answers] == [True, True, False]

@@ -127,7 +127,7 @@ def test_table2_warm_start_fine_tunes_every_row_from_the_resnet_of_its_seed(data
     aig = RunDir(out / "aig-t0.5-ft-seed0").config()
     assert aig.loss.target_weight == 8.0 and aig.model.variant == "aig" and aig.train.select_from == 0.0
     table = (out / "table2.md").read_text()
-    assert "fine-tuned 1 epochs at lr 0.01" in table and "Paired against the ResNet" in table
+    assert "fine-tuned 1 epoch at lr 0.01" in table and "Paired against the ResNet" in table
     capsys.readouterr()
     assert main([*args[:8], "aig-t0.5", *args[9:]]) == 2  # nothing to fine-tune from
     assert "--from-scratch" in capsys.readouterr().err

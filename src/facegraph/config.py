@@ -5,13 +5,16 @@ ConfigError that names the key and where it came from (the file, or the `--set` 
 
 Presets ship inside the package (`facegraph/presets/<folder>/<name>.toml`, read with importlib.resources). A preset
 may start with `inherit = "base"`: the named file of the same folder is read first and this one's keys are merged
-over it (tables merge key by key, anything else is replaced), as arcface_torch's per-run configs extend its base.
+over it (tables merge key by key, anything else is replaced), as arcface_torch's per-run configs extend its base. A
+file of one's own may also inherit a shipped preset (`inherit = "cpu/aig-t0.5"`) and state only what differs.
 table2's warm start loads each row on `finetune.toml` instead of `base.toml` (`load_config(..., parent="finetune")`).
+`config_to_toml` writes a resolved configuration back as a TOML file that loads to the same configuration.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import tomllib
 import types
@@ -378,6 +381,13 @@ def _read_toml(source: Path | resources.abc.Traversable, chain: tuple[str, ...] 
     if str(source) in chain:
         raise ConfigError(f"{source}: {INHERIT_KEY} forms a cycle ({' -> '.join(chain)})")
     parent_file = source.parent / (parent if parent.endswith(PRESET_SUFFIX) else parent + PRESET_SUFFIX)
+    if not parent_file.is_file():
+        *folders, name = parent.removesuffix(PRESET_SUFFIX).split("/")
+        shipped = presets_root().joinpath(*folders, name + PRESET_SUFFIX)
+        if not (folders and shipped.is_file()):
+            raise ConfigError(f"{source}: {INHERIT_KEY} = {parent!r} is neither a file of its folder ({parent_file}) "
+                              f"nor a preset (`facegraph presets`: e.g. cpu/aig-t0.5)")
+        parent_file = shipped
     return _merge(_read_toml(parent_file, (*chain, str(source))), data)
 
 
@@ -419,6 +429,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     `parent` makes the file inherit from another file of its folder than its own `inherit` names: table2 puts a
     warm-started row on `finetune.toml`, and then merges the row's own `[finetune]` table over it, which holds what the
     row changes only when fine-tuned (an IIG row's stronger IIG loss)."""
+    if isinstance(overrides, str):
+        raise TypeError(f"overrides must be a list of 'key=value' strings, got the string {overrides!r}: "
+                        f"write [{overrides!r}]")
     data: dict = {}
     source = None
     if path is not None:
@@ -439,6 +452,44 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         where = f"{path}{' with --set ' + ' '.join(overrides) if overrides else ''}" if path is not None else \
             ("--set " + " ".join(overrides) if overrides else "")
         raise ConfigError(f"{where}: {error}" if where else str(error)) from None
+
+
+def config_to_toml(data: dict[str, Any]) -> str:
+    """A configuration dict (`RunConfig.to_dict()`) as a TOML document that `load_config` reads back to the same
+    configuration: tables for the sections, arrays of tables for lists of tables (`[[loss.iig_features]]`). TOML has no
+    null, so a key whose value is None (not set) is written as a comment and loads as its default, None."""
+    lines: list[str] = []
+    _toml_table(data, "", lines)
+    return "\n".join(lines).strip() + "\n"
+
+
+def _toml_table(data: dict[str, Any], prefix: str, lines: list[str]) -> None:
+    tables = []
+    for key, value in data.items():
+        if isinstance(value, dict) or (isinstance(value, list) and value and all(isinstance(v, dict) for v in value)):
+            tables.append((key, value))
+        elif value is None:
+            lines.append(f"# {key}: not set")
+        else:
+            lines.append(f"{key} = {_toml_value(value, prefix + key)}")
+    for key, value in tables:
+        for item in value if isinstance(value, list) else [value]:
+            lines += ["", f"[[{prefix}{key}]]" if isinstance(value, list) else f"[{prefix}{key}]"]
+            _toml_table(item, f"{prefix}{key}.", lines)
+
+
+def _toml_value(value: Any, key: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item, key) for item in value) + "]"
+    raise ConfigError(f"{key}: cannot write {value!r} ({type(value).__name__}) as TOML")
 
 
 def config_differences(old: dict, new: dict, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any, Any]]:

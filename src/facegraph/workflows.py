@@ -161,8 +161,11 @@ def run_table2(preset: str, data: str | Path, out: str | Path, *, seeds: int = 1
         title += f", seed s on cross-validation fold s of {folds}" + (f" (fold seed {fold_seed})" if fold_seed else "")
     if warm_start is not None:
         first = configs[names[0]][0]
-        title += (f", every row fine-tuned {first.train.epochs} epochs at lr {first.optim.lr:g} from the ResNet run of "
-                  f"its seed ({preset}/finetune.toml)")
+        epochs = {name: configs[name][0].train.epochs for name in names}
+        others = ", ".join(f"{name} {count}" for name, count in epochs.items() if count != first.train.epochs)
+        title += (f", every row fine-tuned {first.train.epochs} epoch{'s' if first.train.epochs != 1 else ''}"
+                  f"{f' ({others})' if others else ''} at lr {first.optim.lr:g} from the ResNet run of its seed "
+                  f"({preset}/finetune.toml)")
     markdown, _ = write_table(rows, out, title, paired_rows(rows_in))
     return markdown, rows
 

@@ -97,9 +97,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=2))
     else:
         if gallery is not None:
+            named = (f"up to {gallery.images} x {gallery.far:g} = {gallery.false_alarm_bound:.3g}"
+                     if gallery.false_alarm_bound < 1 else
+                     f"{gallery.images} images x {gallery.far:g} is over 1, so up to every one")
             print(f"gallery {args.gallery}: {len(gallery.gallery.people)} people, {gallery.images} images; threshold "
                   f"{gallery.threshold:.4f} at FAR {gallery.far:g} over {gallery.impostor_pairs} impostor pairs "
-                  f"(strangers named: up to {gallery.images} x {gallery.far:g} = {gallery.false_alarm_bound:.3g})")
+                  f"(strangers named: {named})")
         for result in results:
             if isinstance(result, PhotoPrediction):
                 _print_text(result)

@@ -58,7 +58,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--finetune-set", dest="finetune_overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key in the fine-tuning runs only, e.g. --finetune-set train.epochs=30")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key in every run, e.g. --set train.epochs=2")
+                        help="override a config key in every run, e.g. --set train.epochs=2 (the cpu presets "
+                        "still train train.min_steps = 900 optimizer steps unless --set train.min_steps=0)")
     parser.set_defaults(run=run)
 
 

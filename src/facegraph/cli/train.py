@@ -24,7 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", required=True, help="prepared dataset directory (facegraph prepare)")
     parser.add_argument("--out", required=True, help="run directory to write")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set train.epochs=3 (repeatable)")
+                        help="override a config key, e.g. --set train.epochs=3 (repeatable; the cpu presets still "
+                        "train train.min_steps = 900 optimizer steps unless --set train.min_steps=0)")
     parser.add_argument("--init-from", metavar="RUN_OR_CHECKPOINT",
                         help="warm start: a trained run (or checkpoint) whose backbone (and classifier, when the "
                              "identities match) initialise the model; the same as --set model.init_from=...")

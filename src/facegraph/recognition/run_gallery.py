@@ -9,7 +9,7 @@ from __future__ import annotations
 import filecmp
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +33,14 @@ MAX_IMPOSTOR_SCORES = 2_000_000  # a larger gallery's impostor pairs are subsamp
 
 @dataclass(frozen=True)
 class GalleryImages:
-    """A gallery's image files, each person's name, and how to cut them."""
+    """A gallery's image files, each person's name, and how to cut them (`originals`: for a prepared dataset, the
+    photos its images were cut from, where they still exist, so that a query of one is known for a gallery image)."""
 
     source: Path
     paths: list[Path]
     people: list[str]
     preprocessing: dict[str, Any]
+    originals: list[Path] = field(default_factory=list)
 
 
 def gallery_images(trained: TrainedRun, source: str | Path, center_crop: float | None = None) -> GalleryImages:
@@ -49,9 +51,13 @@ def gallery_images(trained: TrainedRun, source: str | Path, center_crop: float |
     if is_prepared_dataset(source):
         dataset = load_prepared(source)
         prepared_for_run(trained, dataset)
+        source_path = dataset.info.get("source_path")
+        originals = [Path(source_path) / s.source for s in dataset.samples if source_path and s.source]
         return GalleryImages(source, [Path(dataset.root) / s.path for s in dataset.samples],
                              [dataset.identities[s.identity].name for s in dataset.samples],
-                             run_preprocessing(trained, prepared=True))
+                             run_preprocessing(trained, prepared=True), [p for p in originals if p.is_file()])
+    if not source.exists():
+        raise DataError(f"gallery {source} does not exist")
     if not source.is_dir():
         raise DataError(f"gallery {source} is neither a folder of people nor a prepared dataset")
     paths, people = [], []
@@ -87,7 +93,8 @@ def gallery_cache_key(trained: TrainedRun, images: GalleryImages) -> str:
 @dataclass
 class RunGallery:
     """A gallery embedded by a run: the searchable Gallery, its calibrated threshold and where it came from
-    (`image_files`: its image files, resolved, by size in bytes, to recognise a query that is one of them)."""
+    (`image_files`: its image files and a prepared gallery's original photos, resolved, by size in bytes, to
+    recognise a query that is one of them)."""
 
     gallery: Gallery
     threshold: float
@@ -100,7 +107,8 @@ class RunGallery:
     image_files: dict[int, list[Path]]
 
     def holds_file(self, path: str | Path) -> bool:
-        """Whether `path` is one of the gallery's image files or a byte-for-byte copy of one."""
+        """Whether `path` is one of the gallery's image files (or a photo a prepared gallery's image was cut from) or a
+        byte-for-byte copy of one."""
         try:
             path = Path(path).resolve()
             return any(path == image or filecmp.cmp(path, image, shallow=False)
@@ -167,7 +175,7 @@ def load_gallery(trained: TrainedRun, source: str | Path, *, far: float = 1e-3, 
         raise DataError(f"gallery {images.source}: no two readable images of different people to calibrate on")
     threshold = calibrate_threshold(scores, far)
     image_files: dict[int, list[Path]] = {}
-    for path in images.paths:
+    for path in [*images.paths, *images.originals]:
         image_files.setdefault(path.stat().st_size, []).append(path.resolve())
     return RunGallery(Gallery(embeddings, names), threshold, far, len(scores), len(names), list(skipped), cache_path,
                       from_cache, image_files)
