@@ -222,3 +222,18 @@ def test_baselines_verify_synthetic_faces_far_above_chance() -> None:
         scores = (embeddings[first] * embeddings[second]).sum(axis=1)
         result = verification_protocol(scores, same, folds)
         assert result.auc > 0.95
+
+
+def test_pair_similarities_in_steps_equal_the_dot_products_of_every_pair(monkeypatch):
+    from facegraph.recognition import protocol
+
+    rng = np.random.default_rng(3)
+    embeddings = rng.standard_normal((50, 16)).astype(np.float32)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    first, second = rng.integers(0, 50, 1000), rng.integers(0, 50, 1000)
+    whole = np.einsum("ij,ij->i", embeddings[first].astype(np.float64), embeddings[second].astype(np.float64))
+    monkeypatch.setattr(protocol, "PAIRS_PER_STEP", 64)  # 1,000 pairs in 16 steps, the last one short
+    stepped = protocol.pair_similarities(embeddings, first, second)
+    assert stepped.dtype == np.float64 and np.array_equal(stepped, whole)
+    assert stepped[7] == pytest.approx(float(embeddings[first[7]].astype(np.float64) @ embeddings[second[7]]))
+    assert protocol.pair_similarities(embeddings, first[:0], second[:0]).shape == (0,)
