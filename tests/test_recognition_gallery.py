@@ -11,7 +11,7 @@ import torch
 from facegraph.errors import ConfigError, DataError
 from facegraph.recognition import UNKNOWN_PERSON, Gallery, calibrate_threshold, gallery_fingerprint, open_set_rates
 from facegraph.recognition.gallery import false_alarm_bound
-from facegraph.recognition.run_gallery import impostor_scores
+from facegraph.recognition.run_gallery import impostor_pairs, impostor_scores
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -143,3 +143,25 @@ def test_strangers_are_named_up_to_gallery_images_times_far() -> None:
         rate = open_set_rates(Gallery(images, names), images[:1], names[:1], strangers, threshold).false_alarm_rate
         assert 2 * 40 * far < rate <= bound  # measured 0.18 and 0.13: far above people x FAR, within the bound
     assert false_alarm_bound(0.01, 500) == 1.0
+
+
+def test_impostor_pairs_are_every_pair_of_different_people_or_a_uniform_sample() -> None:
+    first, second = impostor_pairs(np.array([0, 0, 1, 2]), limit=10)
+    assert sorted(zip(first.tolist(), second.tolist())) == [(0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+
+    def check(codes: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        first, second = impostor_pairs(codes, limit)
+        assert len(first) == limit and (first < second).all() and (codes[first] != codes[second]).all()
+        assert len(set(zip(first.tolist(), second.tolist()))) == limit  # without replacement
+        again = impostor_pairs(codes, limit)
+        assert np.array_equal(again[0], first) and np.array_equal(again[1], second)  # seeded
+        return first, second
+
+    check(np.repeat(np.arange(20), 5), limit=1000)  # 4,750 pairs: listed, then sampled
+    # 2,000 images of 200 people: 1,990,000 pairs, far more than 8 x 20,000, so drawn without being listed. Uniform:
+    # pairs within the first 1,000 images are (499,500 - 100 x 45) / 1,990,000 of all; 5 standard deviations allowed.
+    codes = np.repeat(np.arange(200), 10)
+    first, second = check(codes, limit=20_000)
+    share = (1000 * 999 / 2 - 100 * 45) / 1_990_000
+    within = int(((first < 1000) & (second < 1000)).sum())
+    assert abs(within - 20_000 * share) < 5 * np.sqrt(20_000 * share * (1 - share))

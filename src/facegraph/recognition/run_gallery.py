@@ -130,14 +130,40 @@ class RunGallery:
 
 def impostor_scores(embeddings: np.ndarray, people: Sequence[str], limit: int = MAX_IMPOSTOR_SCORES) -> np.ndarray:
     """Cosine similarities of every pair of images of different people (a seeded sample of `limit` when more)."""
-    codes = np.unique(np.asarray(people), return_inverse=True)[1]
-    upper_first, upper_second = np.triu_indices(len(codes), k=1)
-    different = codes[upper_first] != codes[upper_second]
-    first, second = upper_first[different], upper_second[different]
-    if len(first) > limit:
-        chosen = np.random.default_rng(0).choice(len(first), size=limit, replace=False)
-        first, second = first[chosen], second[chosen]
+    first, second = impostor_pairs(np.unique(np.asarray(people), return_inverse=True)[1], limit)
     return pair_similarities(embeddings, first, second)
+
+
+def impostor_pairs(person_codes: np.ndarray, limit: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (first < second) of images of different people (`person_codes[i]`: image i's person): every one,
+    or a seeded uniform sample of `limit` of them when there are more.
+
+    Up to 8 x `limit` pairs they are listed and the sample drawn from the list. Beyond that, listing them would take
+    gigabytes (a 20,000-photo gallery has 200 million pairs), so pairs are drawn at random instead, the same person's
+    rejected and repeats dropped in the order drawn, until `limit` remain: again a uniform sample without replacement.
+    """
+    codes = np.asarray(person_codes)
+    images = len(codes)
+    per_person = np.bincount(codes)
+    pairs = images * (images - 1) // 2 - int((per_person * (per_person - 1) // 2).sum())
+    if pairs <= 8 * limit:
+        upper_first, upper_second = np.triu_indices(images, k=1)
+        different = codes[upper_first] != codes[upper_second]
+        first, second = upper_first[different], upper_second[different]
+        if len(first) > limit:
+            chosen = np.random.default_rng(seed).choice(len(first), size=limit, replace=False)
+            first, second = first[chosen], second[chosen]
+        return first, second
+    rng = np.random.default_rng(seed)
+    keys = np.empty(0, dtype=np.int64)  # first * images + second, distinct, in the order drawn
+    while len(keys) < limit:
+        drawn = rng.integers(0, images, size=(2, limit))
+        first, second = drawn.min(axis=0), drawn.max(axis=0)
+        keep = codes[first] != codes[second]  # also drops first == second: one image is one person
+        keys = np.concatenate([keys, first[keep].astype(np.int64) * images + second[keep]])
+        keys = keys[np.sort(np.unique(keys, return_index=True)[1])]
+    keys = keys[:limit]
+    return keys // images, keys % images
 
 
 def load_gallery(trained: TrainedRun, source: str | Path, *, far: float = 1e-3, batch_size: int = 32,
