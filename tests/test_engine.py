@@ -72,6 +72,17 @@ def test_a_file_of_ones_own_inherits_a_shipped_preset(tmp_path):
         load_config(mine)
 
 
+def test_a_path_spelled_another_way_is_no_config_difference(tmp_path, monkeypatch):
+    from facegraph.config import config_differences
+
+    monkeypatch.chdir(tmp_path)
+    relative = load_config("cpu/aig-t0.5", ["model.init_from=runs/dense"]).to_dict()
+    absolute = load_config("cpu/aig-t0.5", [f"model.init_from={str(tmp_path / 'runs' / 'dense')!r}"]).to_dict()
+    assert config_differences(relative, absolute) == []
+    other = load_config("cpu/aig-t0.5", ["model.init_from=runs/other", "train.epochs=5"]).to_dict()
+    assert [key for key, _, _ in config_differences(relative, other)] == [("model", "init_from"), ("train", "epochs")]
+
+
 def test_unknown_keys_and_wrong_types_are_named(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[model]\narch = "resnet50"\nwidht = 0.5\n')

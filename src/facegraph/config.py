@@ -492,15 +492,21 @@ def _toml_value(value: Any, key: str) -> str:
     raise ConfigError(f"{key}: cannot write {value!r} ({type(value).__name__}) as TOML")
 
 
+# Keys that name a file: two spellings of the same file (relative or absolute) are the same value.
+PATH_KEYS = {("model", "init_from")}
+
+
 def config_differences(old: dict, new: dict, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any, Any]]:
     """(key path, old value, new value) for every key where two config dicts differ. Compare parsed configs
-    (`RunConfig.to_dict()`), so that a key added to facegraph after a run was written counts at its default."""
+    (`RunConfig.to_dict()`), so that a key added to facegraph after a run was written counts at its default. A path
+    (`PATH_KEYS`) differs only where the two values name different files, relative ones taken from the working
+    directory."""
     differing = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             differing += config_differences(a, b, (*prefix, key))
-        elif a != b:
+        elif a != b and not ((*prefix, key) in PATH_KEYS and a and b and Path(a).resolve() == Path(b).resolve()):
             differing.append(((*prefix, key), a, b))
     return differing
 

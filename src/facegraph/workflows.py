@@ -46,8 +46,13 @@ def ensure_run(config: RunConfig, data: Path, run_dir: Path) -> dict:
     else:
         train(config, data, run_dir, resume=run.config_path.is_file())
     evaluation = run.evaluation("test")
+    if evaluation is not None and evaluation.get("checkpoint", "best") != "best":
+        # `evaluate --checkpoint last` rewrote it: the table compares the checkpoints chosen on val.
+        logger.warning("%s: eval/test.json holds %s.pt; evaluating best.pt again for the table", run_dir,
+                       evaluation["checkpoint"])
+        evaluation = None
     if evaluation is None and "test" in run.dataset().get("splits", {}):
-        logger.info("%s has lost its test evaluation: evaluating it again", run_dir)
+        logger.info("%s has no test evaluation of best.pt: evaluating it", run_dir)
         evaluate_run(run_dir, "test", data_root=data)
         evaluation = run.evaluation("test")
     if evaluation is None:
@@ -138,7 +143,7 @@ def run_table2(preset: str, data: str | Path, out: str | Path, *, seeds: int = 1
                                  "--from-scratch")
         suffix, base_configs = "-ft", configs[base]
         configs = {name: [load_config(f"{preset}/{name}", [
-            *seed_overrides(seed), *warm_start.overrides, f"model.init_from={str(out / f'{base}-seed{seed}')!r}"],
+            *seed_overrides(seed), *warm_start.overrides, f"model.init_from={str(out.resolve() / f'{base}-seed{seed}')!r}"],
             parent="finetune") for seed in range(seeds)] for name in names}
         out.mkdir(parents=True, exist_ok=True)
         for seed, config in enumerate(base_configs):

@@ -110,7 +110,7 @@ def plot_feature_heatmap(heatmap: FeatureHeatmap, title: str, masks: Sequence[Se
     outlined in red, so the figure shows how far the learnt gates follow the masks.
     """
     num_labels, num_gates = heatmap.rates.shape
-    width = min(16.0, 3.0 + 0.38 * num_gates)
+    width = min(16.0, max(7.0, 3.0 + 0.38 * num_gates))  # 7 in at least: a few gates still get a readable title
     figure = Figure(figsize=(width, 2.4 + 0.42 * num_labels + 1.9), layout="constrained")
     rate_axes, information_axes = figure.subplots(
         2, 1, sharex=True, gridspec_kw={"height_ratios": [max(1.2, 0.42 * num_labels), 1.4]}
