@@ -55,6 +55,13 @@ def test_load_embed_predict_and_attributes(tiny_run, photos):
     assert torch.equal(from_tensors.gate_values, gates)
     dense = model.embed(photos, skip=False)
     assert torch.allclose(dense.embeddings, embeddings, atol=1e-5) and torch.equal(dense.gate_values, gates)
+    # Read and run a photo at a time (a list, or a tensor split along its batch): the same answers, in input order.
+    for one_at_a_time in (model.embed(photos, batch_size=1),
+                          model.embed(from_tensors_input(model, photos), batch_size=2)):
+        assert torch.allclose(one_at_a_time.embeddings, embeddings, atol=1e-5)
+        assert torch.equal(one_at_a_time.gate_values, gates)
+    logits, gate_values = model.infer(photos, batch_size=2)
+    assert logits.shape == (3, len(PEOPLE)) and torch.equal(gate_values, gates)
 
     predictions = model.predict([str(p) for p in photos])
     assert [p.image for p in predictions] == [str(p) for p in photos]
@@ -70,8 +77,22 @@ def test_load_embed_predict_and_attributes(tiny_run, photos):
     assert [a["gender"].label for a in attributes] == [p.attributes[0].label for p in predictions]
 
 
+def from_tensors_input(model: facegraph.FaceModel, photos: list) -> torch.Tensor:
+    return torch.stack([model.preprocess(p) for p in photos])
+
+
 def test_bad_inputs_are_one_line_errors(tiny_run, tmp_path):
     model = facegraph.load(tiny_run)
+    with pytest.raises(DataError, match="torch.uint8 tensor: tensors are taken as preprocessed float images"):
+        model.embed(torch.zeros(3, 32, 32, dtype=torch.uint8))
+    for wrong, named in ((None, "got NoneType"), (5, "got int"), (b"\xff\xd8", "got bytes"), ({"a": 1}, "got dict"),
+                         ([tmp_path / "a.jpg", 3], "image 1: expected a path")):
+        with pytest.raises(DataError, match=named):
+            model.embed(wrong)
+    with pytest.raises(DataError, match="predict takes photo files"):
+        model.predict(Image.new("RGB", (32, 32)))
+    with pytest.raises(DataError, match="batch_size must be a whole number >= 1, got 0"):
+        model.embed(tmp_path / "a.jpg", batch_size=0)
     with pytest.raises(DataError, match=r"expected preprocessed images of shape \(3, 32, 32\)"):
         model.embed(torch.zeros(3, 64, 64))
     with pytest.raises(DataError, match="no such image file"):

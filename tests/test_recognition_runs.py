@@ -260,3 +260,24 @@ def test_open_set_gallery_rejects_a_stranger_and_caches(tiny_run, tmp_path, caps
 
     assert main(["predict", str(tiny_run["run"]), str(stranger), "--gallery", str(gallery)]) == 0
     assert "gallery: unknown" in capsys.readouterr().out
+
+
+def test_a_folder_of_photos_holds_every_format_and_linked_folder_and_names_the_rest(tmp_path, caplog):
+    import logging
+
+    from facegraph.recognition.embedding import image_files
+
+    folder, elsewhere = tmp_path / "photos", tmp_path / "elsewhere"
+    (folder / "ann").mkdir(parents=True)
+    elsewhere.mkdir()
+    for name in ("a.webp", "b.tif", "c.gif", "d.JPG"):
+        Image.new("RGB", (8, 8), (200, 40, 40)).save(folder / "ann" / name)
+    Image.new("RGB", (8, 8)).save(elsewhere / "e.png")
+    (folder / "bob").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "loop").symlink_to(folder, target_is_directory=True)  # a link back up: read once, not forever
+    (folder / "ann" / "notes.txt").write_text("not a photo")
+    with caplog.at_level(logging.WARNING, logger="facegraph.recognition.embedding"):
+        found = image_files(folder)
+    assert [p.relative_to(folder).as_posix() for p in found] == ["ann/a.webp", "ann/b.tif", "ann/c.gif", "ann/d.JPG",
+                                                                 "bob/e.png"]
+    assert "1 files not read as photos (extensions .txt;" in caplog.text

@@ -126,38 +126,42 @@ class FaceModel:
 
     def batch(self, images: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
         """Images (paths, PIL images, preprocessed tensors, or a list of them) as one (B, 3, S, S) batch."""
-        if isinstance(images, torch.Tensor):
-            parts = [images]
-        elif isinstance(images, (str, Path, Image.Image)):
-            parts = [self.preprocess(images)]
-        else:
-            parts = [image if isinstance(image, torch.Tensor) else self.preprocess(image) for image in images]
+        parts = [image if isinstance(image, torch.Tensor) else self.preprocess(image) for image in _as_list(images)]
         if not parts:
             raise DataError("give at least one image")
         parts = [part.unsqueeze(0) if part.dim() == 3 else part for part in parts]
         size = self.image_size
         for part in parts:
+            if not part.is_floating_point():
+                raise DataError(f"a {part.dtype} tensor: tensors are taken as preprocessed float images; pass the "
+                                f"photo as a PIL image (Image.fromarray) or a path to have it preprocessed")
             if part.dim() != 4 or tuple(part.shape[1:]) != (3, size, size):
                 raise DataError(f"expected preprocessed images of shape (3, {size}, {size}) or (B, 3, {size}, {size}), "
                                 f"got {tuple(part.shape)}; pass a path or PIL image to have it preprocessed")
         return torch.cat([part.float() for part in parts]).to(self.device)
 
-    def infer(self, images: ImageInput | Sequence[ImageInput], *, skip: bool = True) -> GatedOutput:
+    def infer(self, images: ImageInput | Sequence[ImageInput], *, skip: bool = True,
+              batch_size: int = 64) -> GatedOutput:
         """Logits (B, identities) and 0/1 gate values (B, gated blocks), closed blocks skipped unless `skip=False`.
-        With a cosine classifier the logits are cosines (probabilities: softmax(model.logit_scale * logits))."""
-        return self.trained.inference_model.infer(self.batch(images), skip=skip, precision=self.precision)
+        With a cosine classifier the logits are cosines (probabilities: softmax(model.logit_scale * logits)).
+        Photos are read and run `batch_size` at a time, so memory does not grow with their number."""
+        return _concatenated([self.trained.inference_model.infer(self.batch(group), skip=skip, precision=self.precision)
+                              for group in _groups(images, batch_size)])
 
-    def embed(self, images: ImageInput | Sequence[ImageInput], *, skip: bool = True) -> Embeddings:
+    def embed(self, images: ImageInput | Sequence[ImageInput], *, skip: bool = True,
+              batch_size: int = 64) -> Embeddings:
         """Face embeddings for verification: `(embeddings, gate_values)`, the L2-normalised pooled features
-        (B, feature channels) before the classifier, and the gates the photos took (B, gated blocks)."""
-        return self.trained.inference_model.embed(self.batch(images), skip=skip, precision=self.precision)
+        (B, feature channels) before the classifier, and the gates the photos took (B, gated blocks); read and run
+        `batch_size` photos at a time."""
+        return _concatenated([self.trained.inference_model.embed(self.batch(group), skip=skip, precision=self.precision)
+                              for group in _groups(images, batch_size)])
 
     def predict(self, images: str | Path | Sequence[str | Path], *,
                 batch_size: int = 32) -> list[PhotoPrediction | PredictionFailure]:
         """What `facegraph predict` answers, per photo file in input order: top-5 identities with probabilities, the
         gated blocks that ran, the attributes read out from the gates (eq. 5) and the GMACs it cost. An unreadable
         photo gets a `PredictionFailure` naming it; the others are still answered."""
-        paths = [images] if isinstance(images, (str, Path)) else list(images)
+        paths = _as_list(images)
         if not paths:
             raise DataError("predict: give at least one image")
         other = [type(p).__name__ for p in paths if not isinstance(p, (str, Path))]
@@ -172,6 +176,35 @@ class FaceModel:
         _, gate_values = self.infer(images)
         estimates = estimate_attributes(gate_values.cpu(), label_references(self.trained))
         return [{estimate.feature: estimate for estimate in row} for row in estimates]
+
+
+def _as_list(images: Any) -> list:
+    """One image (a path, a PIL image, a tensor) or a list or tuple of them, as a list; anything else is named."""
+    if isinstance(images, (str, Path, Image.Image, torch.Tensor)):
+        return [images]
+    if isinstance(images, (list, tuple)):
+        for index, image in enumerate(images):
+            if not isinstance(image, (str, Path, Image.Image, torch.Tensor)):
+                raise DataError(f"image {index}: expected a path, a PIL image or a preprocessed tensor, got "
+                                f"{type(image).__name__}")
+        return list(images)
+    raise DataError(f"expected a path, a PIL image, a preprocessed tensor or a list of them, got "
+                    f"{type(images).__name__}")
+
+
+def _groups(images: Any, batch_size: int) -> list:
+    """The images in groups of at most `batch_size` (a (B, 3, S, S) tensor split along B)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise DataError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    if isinstance(images, torch.Tensor) and images.dim() == 4:
+        return [[chunk] for chunk in images.split(batch_size)] or [[images]]
+    items = _as_list(images)
+    return [items[start:start + batch_size] for start in range(0, len(items), batch_size)] or [items]
+
+
+def _concatenated(outputs: list[Any]) -> Any:
+    """Per-group outputs (named tuples of tensors) as one, each field concatenated along the batch."""
+    return type(outputs[0])(*(torch.cat(field) for field in zip(*outputs)))
 
 
 def load(path: str | Path, checkpoint: str = BEST, *, device: str | torch.device = "cpu") -> FaceModel:

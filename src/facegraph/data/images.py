@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 from facegraph.errors import ConfigError, DataError
 
 RESAMPLING = Image.Resampling.BICUBIC
+# What counts as a photo in a folder (by extension): the formats Pillow reads that photos come in.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp", ".webp", ".tif", ".tiff",
+                              ".gif"})
 
 
 class UnusableImage(DataError):

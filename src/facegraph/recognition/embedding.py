@@ -12,6 +12,7 @@ augmentation embeds the image and its mirror image and renormalises their sum.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,15 +23,14 @@ import numpy as np
 import torch
 
 from facegraph import paper
-from facegraph.data.images import PREPROCESSING_KEYS, inference_params, load_faces_for_inference
+from facegraph.data.images import (IMAGE_EXTENSIONS, PREPROCESSING_KEYS, inference_params,
+                                   load_faces_for_inference)
 from facegraph.data.prepared import PREPARE_FILE, PreparedDataset, load_prepared
 from facegraph.engine.trained import TrainedRun, inference_precision
 from facegraph.errors import ConfigError, DataError, FacegraphError
 from facegraph.rundir import OTHER_PHOTOS, dataset_difference, dataset_fingerprint, preparation_fingerprint
 
 logger = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp"})
 
 
 @dataclass
@@ -111,8 +111,22 @@ def prepared_for_run(trained: TrainedRun, dataset: PreparedDataset) -> PreparedD
 
 
 def image_files(folder: Path) -> list[Path]:
-    """Every image file under `folder` (by extension), sorted."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    """Every image file under `folder` (by extension, following linked folders), sorted; the other files are counted
+    in one warning, so that none is left out unsaid."""
+    files, seen = [], set()
+    for root, folders, names in os.walk(folder, followlinks=True):
+        if os.path.realpath(root) in seen:  # a link back to a folder already read: a loop, not more photos
+            folders.clear()
+            continue
+        seen.add(os.path.realpath(root))
+        files += [Path(root) / name for name in names if not name.startswith(".")]
+    files.sort()
+    images = [path for path in files if path.suffix.lower() in IMAGE_EXTENSIONS]
+    if len(images) < len(files):
+        others = sorted({path.suffix.lower() or "(none)" for path in set(files) - set(images)})
+        logger.warning("%s: %d files not read as photos (extensions %s; photos are %s)", folder,
+                       len(files) - len(images), ", ".join(others), ", ".join(sorted(IMAGE_EXTENSIONS)))
+    return images
 
 
 def resolve_images(trained: TrainedRun, sources: Sequence[str | Path], split: str | None = None) -> tuple[list[Path], dict[str, Any]]:

@@ -10,13 +10,12 @@ import numpy as np
 
 from facegraph.data.attributes import IdentityAttributes, annotations_by_name, read_coded_annotations
 from facegraph.data.build import Candidate, PrepareResult, ScannedSource, Selection, build_prepared, check_output_apart
-from facegraph.data.images import FaceCrop, cut_face, open_image
+from facegraph.data.images import IMAGE_EXTENSIONS, FaceCrop, cut_face, open_image
 from facegraph.data.textfile import check_utf8_name
 from facegraph.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp"})
 
 
 def _identity_key(name: str) -> str:
