@@ -37,8 +37,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# The keys a resumed run may change: lengthening a finished or killed run is allowed.
-# Keys a resumed run may change: a longer schedule, and whether TensorBoard logs it (nothing the model computes).
+# The keys a resumed run may change: a longer schedule (lengthening a finished or killed run), and whether TensorBoard
+# logs it (nothing the model computes).
 RESUMABLE_CHANGES = {("train", "epochs"), ("train", "tensorboard")}
 
 
