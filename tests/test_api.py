@@ -60,7 +60,7 @@ def test_load_embed_predict_and_attributes(tiny_run, photos):
                           model.embed(from_tensors_input(model, photos), batch_size=2)):
         assert torch.allclose(one_at_a_time.embeddings, embeddings, atol=1e-5)
         assert torch.equal(one_at_a_time.gate_values, gates)
-    logits, gate_values = model.infer(photos, batch_size=2)
+    logits, gate_values = model.infer(iter(photos), batch_size=2)  # any iterable of photos
     assert logits.shape == (3, len(PEOPLE)) and torch.equal(gate_values, gates)
 
     predictions = model.predict([str(p) for p in photos])

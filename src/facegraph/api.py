@@ -12,6 +12,7 @@ Everything else in the package is private: names, modules and signatures may cha
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence, Union
@@ -179,15 +180,16 @@ class FaceModel:
 
 
 def _as_list(images: Any) -> list:
-    """One image (a path, a PIL image, a tensor) or a list or tuple of them, as a list; anything else is named."""
+    """One image (a path, a PIL image, a tensor) or a list (any iterable) of them, as a list; anything else is named."""
     if isinstance(images, (str, Path, Image.Image, torch.Tensor)):
         return [images]
-    if isinstance(images, (list, tuple)):
+    if isinstance(images, Iterable) and not isinstance(images, (bytes, bytearray, Mapping)):
+        images = list(images)
         for index, image in enumerate(images):
             if not isinstance(image, (str, Path, Image.Image, torch.Tensor)):
                 raise DataError(f"image {index}: expected a path, a PIL image or a preprocessed tensor, got "
                                 f"{type(image).__name__}")
-        return list(images)
+        return images
     raise DataError(f"expected a path, a PIL image, a preprocessed tensor or a list of them, got "
                     f"{type(images).__name__}")
 
