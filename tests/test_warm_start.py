@@ -70,10 +70,11 @@ def test_warm_start_names_every_tensor_that_does_not_fit(dense_run):
         warm_start(wider, dense_run, ["x"] * 4)
 
 
-def test_train_init_from_fine_tunes_a_gated_model(dense_run, data_synthetic_32px, tmp_path, capsys):
+def test_train_init_from_fine_tunes_a_gated_model(dense_run, data_synthetic_32px, tmp_path, capsys, monkeypatch):
     run = tmp_path / "aig-warm"
+    monkeypatch.chdir(dense_run.parent)  # --init-from given relative: the run records it absolute
     args = ["train", "--config", "cpu/aig-t0.5", "--data", str(data_synthetic_32px), "--out", str(run),
-            "--init-from", str(dense_run), "--set", "train.epochs=1", "--set", "optim.gate_lr_factor=10"]
+            "--init-from", dense_run.name, "--set", "train.epochs=1", "--set", "optim.gate_lr_factor=10"]
     for assignment in TINY:
         args += ["--set", assignment]
     assert main(args) == 0

@@ -142,9 +142,8 @@ def run_table2(preset: str, data: str | Path, out: str | Path, *, seeds: int = 1
             raise FacegraphError("a warm-started table fine-tunes from its ResNet row: add one to --models, or pass "
                                  "--from-scratch")
         suffix, base_configs = "-ft", configs[base]
-        base_dirs = [out.resolve() / f"{base}-seed{seed}" for seed in range(seeds)]  # absolute: from any folder
         configs = {name: [load_config(f"{preset}/{name}", [
-            *seed_overrides(seed), *warm_start.overrides, f"model.init_from={str(base_dirs[seed])!r}"],
+            *seed_overrides(seed), *warm_start.overrides, f"model.init_from={str(out / f'{base}-seed{seed}')!r}"],
             parent="finetune") for seed in range(seeds)] for name in names}
         out.mkdir(parents=True, exist_ok=True)
         for seed, config in enumerate(base_configs):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from facegraph.cli import add_subcommand
 
@@ -40,9 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from facegraph.engine.distributed import launched_rank
     from facegraph.engine.train import train
 
-    # The run records where it started from as an absolute path, so that it still names it from another folder.
-    init_from = [f"model.init_from={str(Path(args.init_from).resolve())!r}"] if args.init_from else []
-    overrides = [*args.overrides, *init_from]
+    overrides = [*args.overrides, *([f"model.init_from={args.init_from!r}"] if args.init_from else [])]
     config = load_config(args.config, overrides)
     out = train(config, args.data, args.out, resume=args.resume)
     if launched_rank() == 0:  # under torchrun every rank returns here; one line for the user

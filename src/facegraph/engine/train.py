@@ -7,7 +7,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -125,6 +125,8 @@ def train(config: RunConfig, data_root: str | Path, out: str | Path, *, resume: 
     that a second training of `out` fails at once.
     """
     _check_device(config)
+    if config.model.init_from:  # recorded absolute, so that the run still names its start from another folder
+        config = replace(config, model=replace(config.model, init_from=str(Path(config.model.init_from).resolve())))
     context = distributed.setup(config.train.device)
     try:
         with contextlib.ExitStack() as held:
